@@ -1,0 +1,3 @@
+from wmlab.cli import main
+
+main()

@@ -1,0 +1,99 @@
+"""The ``wmlab`` command. Thin: parses arguments, calls library functions, prints results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from wmlab.errors import WmlabError
+
+app = typer.Typer(help="wmlab: world models that generalize.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)  # fmt: skip
+envs_app = typer.Typer(help="Contextual environments: list them, or look at one in a context.")
+app.add_typer(envs_app, name="envs")
+console = Console()
+
+
+def parse_assignments(items: list[str]) -> dict[str, float]:
+    """``["gravity=4", "actuator_strength=0.5"]`` -> ``{"gravity": 4.0, "actuator_strength": 0.5}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise WmlabError(f"context values look like feature=value (for example gravity=4.0), got {item!r}")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise WmlabError(f"context value for {key!r} must be a number, got {value!r}") from None
+    return out
+
+
+@envs_app.callback(invoke_without_command=True)
+def envs_list(ctx: typer.Context) -> None:
+    """List every environment with its context features: default, training range, physical bounds."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from wmlab.envs import ENV_SPECS
+
+    for spec in ENV_SPECS.values():
+        space = spec.context_space
+        console.print(f"[bold cyan]{spec.name}[/bold cyan]  {spec.description}")
+        console.print(f"  episode {spec.episode_steps} steps, state {spec.state_dim}, action {spec.action}, "
+                      f"evaluation grid {len(space.evaluation_grid())} contexts")  # fmt: skip
+        table = Table(box=None, padding=(0, 2), show_edge=False)
+        for column in ("feature", "default", "training range", "physical bounds", "what it changes"):
+            table.add_column(column, style="dim" if column == "what it changes" else None)
+        for f in space.features:
+            alias = f" (alias {', '.join(f.aliases)})" if f.aliases else ""
+            table.add_row(f"  {f.name}{alias}", f"{f.default:g}", f"[{f.train_range[0]:g}, {f.train_range[1]:g}]",
+                          f"({f.bounds[0]:g}, {f.bounds[1]:g})", escape(f.description))  # fmt: skip
+        console.print(table)
+        console.print()
+    console.print("Training sets: default, single_0, single_1, double_box (100 contexts sampled per run seed). "
+                  "`wmlab envs show NAME --context feature=value` rolls one out.")  # fmt: skip
+
+
+@envs_app.command("show")
+def envs_show(
+    name: str = typer.Argument(..., help="environment: walker, ball_in_cup, cartpole, pendulum"),
+    more_context: Optional[list[str]] = typer.Argument(None, metavar="[FEATURE=VALUE]...",
+                                                       help="more context values, after --context"),
+    context: Optional[list[str]] = typer.Option(None, "--context", "-c", help="feature=value; missing take defaults"),
+    obs: str = typer.Option("pixels", help="observation mode: state, pixels or both"),
+    steps: int = typer.Option(200, help="random-policy steps to roll out"),
+    size: int = typer.Option(128, help="image side in pixels"),
+    seed: int = typer.Option(0, help="seed of the reset and of the random policy"),
+    out: Optional[Path] = typer.Option(None, help="video path (.mp4 or .gif); default envs-<name>.mp4"),
+    fps: float = typer.Option(30.0, help="video frame rate"),
+) -> None:
+    """Roll out a random policy in one context, write a video and print the physics actually in force."""
+    from wmlab.envs.preview import preview_rollout
+    from wmlab.media import write_video
+
+    values = parse_assignments(list(context or []) + list(more_context or []))
+    preview = preview_rollout(name, values, obs=obs, steps=steps, seed=seed, image_size=size)
+    path = write_video(out or Path(f"envs-{name}.mp4"), preview.frames, fps=fps)
+    console.print(f"[bold]{name}[/bold] context: {escape(json.dumps(preview.context))}")
+    if preview.outside_training_range:
+        console.print(f"[yellow]outside the training range (extrapolation): "
+                      f"{', '.join(preview.outside_training_range)}[/yellow]")  # fmt: skip
+    console.print("physics in force:")
+    for key, value in preview.physics.items():
+        console.print(f"  {key}: {escape(str(value))}")
+    console.print(f"{len(preview.rewards)} steps, return {preview.rewards.sum():.2f}; video: {path}")
+
+
+def main() -> None:
+    """Entry point: user mistakes are printed without a traceback and exit with status 2."""
+    try:
+        app()
+    except WmlabError as e:
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,231 @@
+"""Run directories: layout, resume, JSONL + TensorBoard metrics, atomic checkpoints, seeding, progress display.
+
+A run directory holds::
+
+    config.yaml      the full config the run was started with (re-running checks it matches)
+    metrics.jsonl    one JSON object per logged step, always on
+    tb/              TensorBoard event files
+    checkpoints/     ckpt-<step>.pt, written atomically; the newest readable one is resumed from
+    replay/          replay buffer chunks (online runs)
+    videos/          MP4 / GIF outputs
+    results/         evaluation outputs (eval.jsonl, ...)
+
+Re-running the same command on the same directory resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from wmlab.atomic import atomic_torch_save, atomic_write_text
+from wmlab.config import diff, load_config, save_config, to_dict
+from wmlab.errors import WmlabError
+
+T = TypeVar("T")
+_CHECKPOINT = re.compile(r"^ckpt-(\d+)\.pt$")
+
+
+class RunDir:
+    """Paths of one run directory (see the module docstring for the layout)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    config_path = property(lambda self: self.path / "config.yaml")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    tb_dir = property(lambda self: self.path / "tb")
+    checkpoints_dir = property(lambda self: self.path / "checkpoints")
+    replay_dir = property(lambda self: self.path / "replay")
+    videos_dir = property(lambda self: self.path / "videos")
+    results_dir = property(lambda self: self.path / "results")
+
+    def exists(self) -> bool:
+        """True when a run was started here (its config was written)."""
+        return self.config_path.exists()
+
+    def create(self, config: Any) -> None:
+        """Make the folders and write ``config.yaml`` (atomically)."""
+        for folder in (self.checkpoints_dir, self.replay_dir, self.videos_dir, self.results_dir, self.tb_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        save_config(config, self.config_path)
+
+    def load_config(self, cls: type[T]) -> T:
+        if not self.exists():
+            raise WmlabError(f"{self.path} is not a wmlab run directory (no config.yaml); check the path")
+        return load_config(cls, self.config_path)
+
+
+def open_run(path: str | Path, config: T, resume_may_change: tuple[str, ...] = ()) -> tuple[RunDir, bool]:
+    """Create run directory ``path`` for ``config``, or reopen it to resume.
+
+    Returns (run, resumed). Reopening with a different config is an error naming the differing keys, except keys
+    listed in ``resume_may_change`` (a longer step budget, say), whose new values are written to ``config.yaml``.
+    """
+    run = RunDir(path)
+    if not run.exists():
+        if run.path.exists() and any(run.path.iterdir()):
+            raise WmlabError(f"{run.path} exists, is not empty and is not a wmlab run; choose another --run folder")
+        run.create(config)
+        return run, False
+    old = run.load_config(type(config))
+    changed = [k for k in diff(old, config) if not any(k == p or k.startswith(p + ".") for p in resume_may_change)]
+    if changed:
+        old_d, new_d = to_dict(old), to_dict(config)
+
+        def get(d: Mapping, key: str) -> Any:
+            for part in key.split("."):
+                d = d.get(part, {}) if isinstance(d, Mapping) else None
+            return d
+
+        detail = ", ".join(f"{k}: {get(old_d, k)!r} -> {get(new_d, k)!r}" for k in changed)
+        raise WmlabError(
+            f"{run.path} holds a run with a different config ({detail}). Re-run with the same options to resume it, "
+            "or pass a new --run folder to start another run"
+        )
+    save_config(config, run.config_path)
+    return run, True
+
+
+class Checkpointer:
+    """Numbered checkpoints in a folder, written atomically; keeps the newest ``keep``.
+
+    Args:
+        directory: the run's ``checkpoints/``.
+        keep: how many checkpoints to keep (older ones are deleted after a successful write).
+    """
+
+    def __init__(self, directory: str | Path, keep: int = 2):
+        self.directory = Path(directory)
+        self.keep = keep
+
+    def paths(self) -> list[Path]:
+        """Checkpoint files, oldest first."""
+        if not self.directory.exists():
+            return []
+        found = [(int(m.group(1)), p) for p in self.directory.iterdir() if (m := _CHECKPOINT.match(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def save(self, step: int, state: Mapping[str, Any]) -> Path:
+        path = self.directory / f"ckpt-{step:012d}.pt"
+        atomic_torch_save(dict(state), path)
+        for old in self.paths()[: -self.keep]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def load_latest(self, map_location: str = "cpu") -> dict[str, Any] | None:
+        """The newest readable checkpoint, or None if there is none. An unreadable newest file is skipped with a
+        warning (it is kept on disk for inspection); if none is readable, a :class:`WmlabError` says so."""
+        import torch
+
+        paths = self.paths()
+        for path in reversed(paths):
+            try:
+                return torch.load(path, map_location=map_location, weights_only=False)
+            except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged file
+                warnings.warn(f"checkpoint {path} is unreadable ({type(e).__name__}: {e}); trying an older one")
+        if paths:
+            raise WmlabError(
+                f"no readable checkpoint in {self.directory} ({len(paths)} damaged); move them away to start over"
+            )
+        return None
+
+
+class MetricLogger:
+    """Scalars to ``metrics.jsonl`` (always) and TensorBoard (optional).
+
+    Args:
+        run: the run directory.
+        tensorboard: also write TensorBoard event files to ``tb/``.
+    """
+
+    def __init__(self, run: RunDir, tensorboard: bool = True):
+        self.run = run
+        self.run.path.mkdir(parents=True, exist_ok=True)
+        self._file = open(run.metrics_path, "a", buffering=1)  # noqa: SIM115 - closed in close()
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(run.tb_dir), flush_secs=30)
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Append one record ``{"step": step, **metrics}``; non-finite values are written as null."""
+        clean = {k: (float(v) if math.isfinite(float(v)) else None) for k, v in metrics.items()}
+        self._file.write(json.dumps({"step": int(step), **clean}) + "\n")
+        if self._tb is not None:
+            for key, value in clean.items():
+                if value is not None:
+                    self._tb.add_scalar(key, value, int(step))
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+    def __enter__(self) -> MetricLogger:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a ``metrics.jsonl``; a torn last line (killed mid-write) is ignored."""
+    records = []
+    path = Path(path)
+    if not path.exists():
+        return records
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def truncate_metrics(path: str | Path, after_step: int) -> None:
+    """Drop records logged after ``after_step``: on resume they belong to work that was lost with the process."""
+    path = Path(path)
+    if path.exists():
+        kept = [r for r in read_metrics(path) if r.get("step", 0) <= after_step]
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def seed_everything(seed: int) -> tuple[np.random.Generator, Any]:
+    """Seed Python, NumPy and torch globally, and return explicit (numpy, torch) generators derived from ``seed``."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+
+
+@contextmanager
+def progress_bar(description: str, total: float | None, unit: str = "steps") -> Iterator[Any]:
+    """A rich progress bar; yields ``update(advance, **stats)`` which also shows the latest stats beside the bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import TimeRemainingColumn
+
+    columns = [
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
+    ]  # fmt: skip
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task(description, total=total, stats="")
+
+        def update(advance: float = 1, **stats: Any) -> None:
+            text = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items())
+            bar.update(task, advance=advance, **({"stats": text} if stats else {}))
+
+        yield update
