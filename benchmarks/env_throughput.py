@@ -63,8 +63,11 @@ def context_switch_ms(name: str, obs: str, resets: int = 50) -> dict[str, float]
     for _ in range(resets):
         env.reset()  # the schedule picks the next training context
     switching = (time.perf_counter() - start) / resets
-    return {"reset_same_context_ms": 1e3 * same, "reset_new_context_ms": 1e3 * switching,
-            "switch_cost_ms": 1e3 * (switching - same)}  # fmt: skip
+    return {
+        "reset_same_context_ms": 1e3 * same,
+        "reset_new_context_ms": 1e3 * switching,
+        "switch_cost_ms": 1e3 * (switching - same),
+    }
 
 
 def carl_walker_switch_ms(resets: int = 20) -> float | None:
@@ -76,8 +79,10 @@ def carl_walker_switch_ms(resets: int = 20) -> float | None:
     except ImportError:
         return None
     rng = np.random.default_rng(0)
-    contexts = {i: {"gravity": float(g), "actuator_strength": float(s)}
-                for i, (g, s) in enumerate(zip(rng.uniform(4.9, 14.7, resets), rng.uniform(0.5, 1.5, resets)))}  # fmt: skip
+    contexts = {
+        i: {"gravity": float(g), "actuator_strength": float(s)}
+        for i, (g, s) in enumerate(zip(rng.uniform(4.9, 14.7, resets), rng.uniform(0.5, 1.5, resets)))
+    }
     env = CARLDmcWalkerEnv(contexts=contexts)
     env.reset(seed=0)
     start = time.perf_counter()
@@ -92,10 +97,16 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/env_throughput.json")
     args = parser.parse_args()
     results: dict = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "mujoco_gl": os.environ.get("MUJOCO_GL")},
-        "steps": args.steps, "steps_per_second": {}, "context_switch": {},
-    }  # fmt: skip
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "mujoco_gl": os.environ.get("MUJOCO_GL"),
+        },
+        "steps": args.steps,
+        "steps_per_second": {},
+        "context_switch": {},
+    }
     for name in ("walker", "ball_in_cup"):
         for obs in ("state", "pixels"):
             steps = args.steps if obs == "state" else args.steps // 4

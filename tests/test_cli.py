@@ -12,15 +12,36 @@ runner = CliRunner()
 def test_envs_lists_every_environment_with_its_features():
     result = runner.invoke(app, ["envs"], env={"COLUMNS": "160"})
     assert result.exit_code == 0
-    for word in ("walker", "ball_in_cup", "cartpole", "pendulum", "actuator_strength", "string_length",
-                 "[4.9, 14.7]", "84 contexts", "76 contexts"):  # fmt: skip
+    for word in (
+        "walker",
+        "ball_in_cup",
+        "cartpole",
+        "pendulum",
+        "actuator_strength",
+        "string_length",
+        "[4.9, 14.7]",
+        "84 contexts",
+        "76 contexts",
+    ):
         assert word in result.output
 
 
 def test_envs_show_writes_a_video_and_prints_the_physics(tmp_path):
     out = tmp_path / "ball.gif"
-    args = ["envs", "show", "ball_in_cup", "--context", "gravity=4.0", "string_length=0.6", "--steps", "12",
-            "--size", "48", "--out", str(out)]  # fmt: skip
+    args = [
+        "envs",
+        "show",
+        "ball_in_cup",
+        "--context",
+        "gravity=4.0",
+        "string_length=0.6",
+        "--steps",
+        "12",
+        "--size",
+        "48",
+        "--out",
+        str(out),
+    ]
     result = runner.invoke(app, args, env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     assert "[0.0, 0.0, -4.0]" in result.output and "string_tendon_range: [0.0, 0.6]" in result.output
@@ -30,7 +51,11 @@ def test_envs_show_writes_a_video_and_prints_the_physics(tmp_path):
 
 
 def test_user_mistakes_exit_2_without_traceback():
-    result = subprocess.run([sys.executable, "-m", "wmlab", "envs", "show", "walker", "-c", "gravity=-1"],
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "wmlab", "envs", "show", "walker", "-c", "gravity=-1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "physical bounds" in result.stderr and "Traceback" not in result.stderr

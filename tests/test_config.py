@@ -51,8 +51,9 @@ def test_presets_compose_over_their_base(tmp_path):
     (tmp_path / "train" / "paper.yaml").write_text("lr: 1.0e-4\nmodel: {deter: 512}\n")
     (tmp_path / "train" / "tiny.yaml").write_text("base: paper\nmodel: {deter: 128}\nseed: 3\n")
     assert load_preset("train", "tiny", root=tmp_path) == {"lr": 1e-4, "model": {"deter": 128}, "seed": 3}
-    cfg = build_config(TrainConfig, "train", "tiny", overrides=["seed=4"], extra={"env": "cartpole"},
-                       preset_root=tmp_path)  # fmt: skip
+    cfg = build_config(
+        TrainConfig, "train", "tiny", overrides=["seed=4"], extra={"env": "cartpole"}, preset_root=tmp_path
+    )
     assert (cfg.model.deter, cfg.seed, cfg.env, cfg.lr) == (128, 4, "cartpole", 1e-4)
     with pytest.raises(WmlabError, match="did you mean 'tiny'"):
         load_preset("train", "tiyn", root=tmp_path)

@@ -14,8 +14,12 @@ from rich.table import Table
 
 from wmlab.errors import WmlabError
 
-app = typer.Typer(help="wmlab: world models that generalize.", no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_enable=False)  # fmt: skip
+app = typer.Typer(
+    help="wmlab: world models that generalize.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 envs_app = typer.Typer(help="Contextual environments: list them, or look at one in a context.")
 app.add_typer(envs_app, name="envs")
 console = Console()
@@ -45,26 +49,36 @@ def envs_list(ctx: typer.Context) -> None:
     for spec in ENV_SPECS.values():
         space = spec.context_space
         console.print(f"[bold cyan]{spec.name}[/bold cyan]  {spec.description}")
-        console.print(f"  episode {spec.episode_steps} steps, state {spec.state_dim}, action {spec.action}, "
-                      f"evaluation grid {len(space.evaluation_grid())} contexts")  # fmt: skip
+        console.print(
+            f"  episode {spec.episode_steps} steps, state {spec.state_dim}, action {spec.action}, "
+            f"evaluation grid {len(space.evaluation_grid())} contexts"
+        )
         table = Table(box=None, padding=(0, 2), show_edge=False)
         for column in ("feature", "default", "training range", "physical bounds", "what it changes"):
             table.add_column(column, style="dim" if column == "what it changes" else None)
         for f in space.features:
             alias = f" (alias {', '.join(f.aliases)})" if f.aliases else ""
-            table.add_row(f"  {f.name}{alias}", f"{f.default:g}", f"[{f.train_range[0]:g}, {f.train_range[1]:g}]",
-                          f"({f.bounds[0]:g}, {f.bounds[1]:g})", escape(f.description))  # fmt: skip
+            table.add_row(
+                f"  {f.name}{alias}",
+                f"{f.default:g}",
+                f"[{f.train_range[0]:g}, {f.train_range[1]:g}]",
+                f"({f.bounds[0]:g}, {f.bounds[1]:g})",
+                escape(f.description),
+            )
         console.print(table)
         console.print()
-    console.print("Training sets: default, single_0, single_1, double_box (100 contexts sampled per run seed). "
-                  "`wmlab envs show NAME --context feature=value` rolls one out.")  # fmt: skip
+    console.print(
+        "Training sets: default, single_0, single_1, double_box (100 contexts sampled per run seed). "
+        "`wmlab envs show NAME --context feature=value` rolls one out."
+    )
 
 
 @envs_app.command("show")
 def envs_show(
     name: str = typer.Argument(..., help="environment: walker, ball_in_cup, cartpole, pendulum"),
-    more_context: Optional[list[str]] = typer.Argument(None, metavar="[FEATURE=VALUE]...",
-                                                       help="more context values, after --context"),
+    more_context: Optional[list[str]] = typer.Argument(
+        None, metavar="[FEATURE=VALUE]...", help="more context values, after --context"
+    ),
     context: Optional[list[str]] = typer.Option(None, "--context", "-c", help="feature=value; missing take defaults"),
     obs: str = typer.Option("pixels", help="observation mode: state, pixels or both"),
     steps: int = typer.Option(200, help="random-policy steps to roll out"),
@@ -82,12 +96,71 @@ def envs_show(
     path = write_video(out or Path(f"envs-{name}.mp4"), preview.frames, fps=fps)
     console.print(f"[bold]{name}[/bold] context: {escape(json.dumps(preview.context))}")
     if preview.outside_training_range:
-        console.print(f"[yellow]outside the training range (extrapolation): "
-                      f"{', '.join(preview.outside_training_range)}[/yellow]")  # fmt: skip
+        console.print(
+            f"[yellow]outside the training range (extrapolation): {', '.join(preview.outside_training_range)}[/yellow]"
+        )
     console.print("physics in force:")
     for key, value in preview.physics.items():
         console.print(f"  {key}: {escape(str(value))}")
     console.print(f"{len(preview.rewards)} steps, return {preview.rewards.sum():.2f}; video: {path}")
+
+
+train_app = typer.Typer(help="Train agents and world models.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("dreamer", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_dreamer_cmd(
+    ctx: typer.Context,
+    run: Path = typer.Option(..., help="run directory; re-running the same command resumes it"),
+    env: Optional[str] = typer.Option(None, help="walker, ball_in_cup, cartpole, pendulum"),
+    preset: str = typer.Option("tiny", help="tiny | small (2-core CPU) | paper (reference hyperparameters)"),
+    obs: Optional[str] = typer.Option(None, help="world-model modality: state or pixels"),
+    contexts: Optional[str] = typer.Option(None, help="default | single_0 | single_1 | double_box | specific"),
+    steps: Optional[int] = typer.Option(None, help="env steps (all workers together)"),
+    seed: Optional[int] = typer.Option(None, help="run seed"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Train a DreamerV3 agent online. Extra KEY=VALUE arguments override config keys (model.deter=256)."""
+    from wmlab.config import build_config
+    from wmlab.dreamer.config import DreamerConfig
+    from wmlab.dreamer.train import train_dreamer
+
+    extra: dict = {}
+    for key, value in (
+        ("env.name", env),
+        ("env.modality", obs),
+        ("env.train_contexts", contexts),
+        ("train.steps", steps),
+        ("seed", seed),
+    ):
+        if value is not None:
+            section, _, leaf = key.rpartition(".")
+            (extra.setdefault(section, {}) if section else extra)[leaf] = value
+    cfg = build_config(DreamerConfig, "dreamer", preset, overrides=ctx.args, extra=extra)
+    summary = train_dreamer(cfg, run, show_progress=progress)
+    console.print(
+        f"done: {summary['env_steps']} env steps, {summary['updates']} updates, "
+        f"{summary['episodes']} episodes, mean return of the last 10: {summary['return_last10']}"
+    )
+
+
+@app.command("eval")
+def eval_cmd(
+    run: Path = typer.Argument(..., help="a Dreamer run directory"),
+    episodes: int = typer.Option(10, help="episodes to run"),
+    mode: str = typer.Option("sample", help="sample (the DALI protocol) or mode (greedy actions)"),
+    context: Optional[list[str]] = typer.Option(None, "--context", "-c", help="feature=value; default: defaults"),
+    seed: int = typer.Option(0, help="seed of the first episode (episode i uses seed + i)"),
+) -> None:
+    """Evaluate a run's newest checkpoint; appends the result to RUN/results/eval.jsonl."""
+    from wmlab.dreamer.evaluation import evaluate_run
+
+    result = evaluate_run(run, episodes, mode, parse_assignments(list(context or [])), seed, show_progress=True)
+    console.print(
+        f"{result['env']} {escape(json.dumps(result['context']))}: return {result['mean']:.1f} "
+        f"± {result['std']:.1f} over {episodes} episodes (checkpoint at {result['checkpoint_step']} steps)"
+    )
 
 
 def main() -> None:

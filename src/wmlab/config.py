@@ -176,9 +176,14 @@ def load_preset(group: str, name: str, root: Path | None = None, _chain: tuple[s
     return merge(load_preset(group, base, root, _chain + (name,)), data) if base else data
 
 
-def build_config(cls: type[T], group: str | None = None, preset: str | None = None,
-                 overrides: Sequence[str] = (), extra: Mapping[str, Any] | None = None,
-                 preset_root: Path | None = None) -> T:  # fmt: skip
+def build_config(
+    cls: type[T],
+    group: str | None = None,
+    preset: str | None = None,
+    overrides: Sequence[str] = (),
+    extra: Mapping[str, Any] | None = None,
+    preset_root: Path | None = None,
+) -> T:
     """Dataclass defaults <- preset ``group/preset`` <- ``extra`` (e.g. CLI options) <- ``a.b=c`` overrides."""
     data: dict[str, Any] = load_preset(group, preset, preset_root) if preset else {}
     data = merge(data, extra or {})

@@ -132,7 +132,9 @@ class Checkpointer:
             try:
                 return torch.load(path, map_location=map_location, weights_only=False)
             except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged file
-                warnings.warn(f"checkpoint {path} is unreadable ({type(e).__name__}: {e}); trying an older one")
+                warnings.warn(
+                    f"checkpoint {path} is unreadable ({type(e).__name__}: {e}); trying an older one", stacklevel=2
+                )
         if paths:
             raise WmlabError(
                 f"no readable checkpoint in {self.directory} ({len(paths)} damaged); move them away to start over"
@@ -214,13 +216,25 @@ def seed_everything(seed: int) -> tuple[np.random.Generator, Any]:
 @contextmanager
 def progress_bar(description: str, total: float | None, unit: str = "steps") -> Iterator[Any]:
     """A rich progress bar; yields ``update(advance, **stats)`` which also shows the latest stats beside the bar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.progress import TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = [
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
-    ]  # fmt: skip
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[stats]}"),
+    ]
     with Progress(*columns, transient=False) as bar:
         task = bar.add_task(description, total=total, stats="")
 

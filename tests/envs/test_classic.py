@@ -54,8 +54,9 @@ def _carl_rollout(carl_cls, context, seed, actions):
     return np.array(out, np.float32)
 
 
-@pytest.mark.parametrize("name,context", [("cartpole", {"gravity": 15.68, "length": 0.3}),
-                                          ("pendulum", {"l": 1.6, "m": 0.3})])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,context", [("cartpole", {"gravity": 15.68, "length": 0.3}), ("pendulum", {"l": 1.6, "m": 0.3})]
+)
 def test_trajectories_equal_carl(name, context):
     carl = pytest.importorskip("carl.envs")
     carl_cls = {"cartpole": carl.CARLCartPole, "pendulum": carl.CARLPendulum}[name]

@@ -47,8 +47,9 @@ def _compiled_rollout(xml, assets, physics_cls, task, env, actions, control_time
     """Roll out a freshly compiled model from the same initial state as ``env``'s last reset."""
     from dm_control.rl import control
 
-    fresh = control.Environment(physics_cls.from_xml_string(xml, assets), task, time_limit=float("inf"),
-                                control_timestep=control_timestep)  # fmt: skip
+    fresh = control.Environment(
+        physics_cls.from_xml_string(xml, assets), task, time_limit=float("inf"), control_timestep=control_timestep
+    )
     fresh.reset()
     with fresh.physics.reset_context():
         fresh.physics.data.qpos[:] = env.physics.data.qpos
@@ -70,8 +71,15 @@ def test_walker_in_place_context_matches_carl_compiled_model():
     env.reset(seed=5, options={"context": context})
     actions = random_actions(env, 80)
     xml, assets = walker.get_model_and_assets()
-    fresh = _compiled_rollout(carl_utils.adapt_context(xml, context), assets, walker.Physics,
-                              walker.PlanarWalker(move_speed=1), env.unwrapped, actions, 0.025)  # fmt: skip
+    fresh = _compiled_rollout(
+        carl_utils.adapt_context(xml, context),
+        assets,
+        walker.Physics,
+        walker.PlanarWalker(move_speed=1),
+        env.unwrapped,
+        actions,
+        0.025,
+    )
     ours = np.array([env.step(a)[0]["state"] for a in actions])
     np.testing.assert_allclose(ours, fresh, atol=1e-4)
 
@@ -86,13 +94,15 @@ def test_ball_in_cup_in_place_context_matches_compiled_model():
     actions = random_actions(env, 150)
     xml, assets = ball_in_cup.get_model_and_assets()
     xml = xml.decode()
-    edited = (xml.replace('range="0 0.3"', f'range="0 {length}"')
-                 .replace('<body name="ball" pos="0 0 .2">', f'<body name="ball" pos="0 0 {0.2 + 0.3 - length}">')
-                 .replace("<mujoco model=\"ball in cup\">",
-                          f'<mujoco model="ball in cup"><option gravity="0 0 {-gravity}"/>'))  # fmt: skip
+    edited = (
+        xml.replace('range="0 0.3"', f'range="0 {length}"')
+        .replace('<body name="ball" pos="0 0 .2">', f'<body name="ball" pos="0 0 {0.2 + 0.3 - length}">')
+        .replace('<mujoco model="ball in cup">', f'<mujoco model="ball in cup"><option gravity="0 0 {-gravity}"/>')
+    )
     assert edited.count(str(length)) >= 1 and edited != xml
-    fresh = _compiled_rollout(edited.encode(), assets, ball_in_cup.Physics, ball_in_cup.BallInCup(),
-                              env.unwrapped, actions, 0.02)  # fmt: skip
+    fresh = _compiled_rollout(
+        edited.encode(), assets, ball_in_cup.Physics, ball_in_cup.BallInCup(), env.unwrapped, actions, 0.02
+    )
     ours = np.array([env.step(a)[0]["state"] for a in actions])
     np.testing.assert_allclose(ours, fresh, atol=1e-4)
 

@@ -45,8 +45,14 @@ class CartPole(ContextualEnv):
         screen_size: side of the gymnasium frame before resizing to ``image_size`` (128 in the DALI release).
     """
 
-    def __init__(self, obs: str = "state", context_obs: bool = False, image_size: int = 64,
-                 consistent_length: bool = False, screen_size: int = 128):  # fmt: skip
+    def __init__(
+        self,
+        obs: str = "state",
+        context_obs: bool = False,
+        image_size: int = 64,
+        consistent_length: bool = False,
+        screen_size: int = 128,
+    ):
         self._env = CartPoleEnv(render_mode="rgb_array")
         self._env.screen_width = self._env.screen_height = screen_size
         super().__init__(context_space("cartpole"), obs, 4, context_obs, image_size)

@@ -230,49 +230,102 @@ _SCALE_EXTRAPOLATE_DOUBLE = (0.1, 0.3, 1.6, 1.8, 2.0)
 
 def _dmc_gravity() -> ContextFeature:
     return _feature(
-        "gravity", 9.81, (4.9, 14.7), (4.9, 7.35, 9.81, 12.25, 14.7), _GRAVITY_EXTRAPOLATE_SINGLE,
-        (4.9, 9.81, 14.7), _GRAVITY_EXTRAPOLATE_DOUBLE, "MuJoCo opt.gravity = (0, 0, -g) [m/s^2]",
-    )  # fmt: skip
+        "gravity",
+        9.81,
+        (4.9, 14.7),
+        (4.9, 7.35, 9.81, 12.25, 14.7),
+        _GRAVITY_EXTRAPOLATE_SINGLE,
+        (4.9, 9.81, 14.7),
+        _GRAVITY_EXTRAPOLATE_DOUBLE,
+        "MuJoCo opt.gravity = (0, 0, -g) [m/s^2]",
+    )
 
 
 CONTEXT_SPACES: dict[str, ContextSpace] = {
-    "walker": ContextSpace("walker", (
-        _dmc_gravity(),
-        _feature(
-            "actuator_strength", 1.0, (0.5, 1.5), (0.5, 0.75, 1.0, 1.25, 1.5), _SCALE_EXTRAPOLATE_SINGLE,
-            (0.5, 1.0, 1.5), _SCALE_EXTRAPOLATE_DOUBLE, "every actuator gear multiplied by s (gears 100 50 20 100 50 20)",
+    "walker": ContextSpace(
+        "walker",
+        (
+            _dmc_gravity(),
+            _feature(
+                "actuator_strength",
+                1.0,
+                (0.5, 1.5),
+                (0.5, 0.75, 1.0, 1.25, 1.5),
+                _SCALE_EXTRAPOLATE_SINGLE,
+                (0.5, 1.0, 1.5),
+                _SCALE_EXTRAPOLATE_DOUBLE,
+                "every actuator gear multiplied by s (gears 100 50 20 100 50 20)",
+            ),
         ),
-    )),
-    "ball_in_cup": ContextSpace("ball_in_cup", (
-        _dmc_gravity(),
-        _feature(
-            "string_length", 0.3, (0.15, 0.45), (0.15, 0.225, 0.3, 0.375, 0.45),
-            (0.03, 0.06, 0.09, 0.12, 0.48, 0.51, 0.54, 0.57, 0.6), (0.15, 0.3, 0.45), (0.03, 0.09, 0.48, 0.54, 0.6),
-            "range of the spatial tendon 'string' = (0, L) [m]; the ball anchor follows L", aliases=("distance",),
+    ),
+    "ball_in_cup": ContextSpace(
+        "ball_in_cup",
+        (
+            _dmc_gravity(),
+            _feature(
+                "string_length",
+                0.3,
+                (0.15, 0.45),
+                (0.15, 0.225, 0.3, 0.375, 0.45),
+                (0.03, 0.06, 0.09, 0.12, 0.48, 0.51, 0.54, 0.57, 0.6),
+                (0.15, 0.3, 0.45),
+                (0.03, 0.09, 0.48, 0.54, 0.6),
+                "range of the spatial tendon 'string' = (0, L) [m]; the ball anchor follows L",
+                aliases=("distance",),
+            ),
         ),
-    )),
-    "cartpole": ContextSpace("cartpole", (
-        _feature(
-            "gravity", 9.8, (4.9, 14.7), (4.9, 7.35, 9.8, 12.25, 14.7), _GRAVITY_EXTRAPOLATE_SINGLE,
-            (4.9, 9.8, 14.7), _GRAVITY_EXTRAPOLATE_DOUBLE, "gravitational acceleration [m/s^2]",
+    ),
+    "cartpole": ContextSpace(
+        "cartpole",
+        (
+            _feature(
+                "gravity",
+                9.8,
+                (4.9, 14.7),
+                (4.9, 7.35, 9.8, 12.25, 14.7),
+                _GRAVITY_EXTRAPOLATE_SINGLE,
+                (4.9, 9.8, 14.7),
+                _GRAVITY_EXTRAPOLATE_DOUBLE,
+                "gravitational acceleration [m/s^2]",
+            ),
+            _feature(
+                "length",
+                0.5,
+                (0.35, 0.75),
+                (0.4, 0.5, 0.6, 0.7),
+                (0.1, 0.15, 0.2, 0.25, 0.3, 0.8, 0.85, 0.9, 0.95, 1.0),
+                (0.5, 0.7),
+                (0.1, 0.2, 0.3, 0.8, 0.9, 1.0),
+                "pole half-length [m] (CARL semantics: polemass_length is not recomputed)",
+            ),
         ),
-        _feature(
-            "length", 0.5, (0.35, 0.75), (0.4, 0.5, 0.6, 0.7),
-            (0.1, 0.15, 0.2, 0.25, 0.3, 0.8, 0.85, 0.9, 0.95, 1.0), (0.5, 0.7), (0.1, 0.2, 0.3, 0.8, 0.9, 1.0),
-            "pole half-length [m] (CARL semantics: polemass_length is not recomputed)",
+    ),
+    "pendulum": ContextSpace(
+        "pendulum",
+        (
+            _feature(
+                "l",
+                1.0,
+                (0.5, 1.5),
+                (0.5, 0.75, 1.0, 1.25, 1.5),
+                _SCALE_EXTRAPOLATE_SINGLE,
+                (0.5, 1.0, 1.5),
+                _SCALE_EXTRAPOLATE_DOUBLE,
+                "pendulum length [m] (the drawn rod does not change)",
+            ),
+            _feature(
+                "m",
+                1.0,
+                (0.5, 1.5),
+                (0.5, 0.75, 1.0, 1.25, 1.5),
+                _SCALE_EXTRAPOLATE_SINGLE,
+                (0.5, 1.0, 1.5),
+                _SCALE_EXTRAPOLATE_DOUBLE,
+                "pendulum mass [kg]",
+            ),
         ),
-    )),
-    "pendulum": ContextSpace("pendulum", (
-        _feature(
-            "l", 1.0, (0.5, 1.5), (0.5, 0.75, 1.0, 1.25, 1.5), _SCALE_EXTRAPOLATE_SINGLE,
-            (0.5, 1.0, 1.5), _SCALE_EXTRAPOLATE_DOUBLE, "pendulum length [m] (the drawn rod does not change)",
-        ),
-        _feature(
-            "m", 1.0, (0.5, 1.5), (0.5, 0.75, 1.0, 1.25, 1.5), _SCALE_EXTRAPOLATE_SINGLE,
-            (0.5, 1.0, 1.5), _SCALE_EXTRAPOLATE_DOUBLE, "pendulum mass [kg]",
-        ),
-    )),
-}  # fmt: skip
+    ),
+}
 
 
 def context_space(env: str) -> ContextSpace:

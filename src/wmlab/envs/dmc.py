@@ -40,8 +40,17 @@ class DmcContextualEnv(ContextualEnv):
         camera_id: MuJoCo camera used for pixels.
     """
 
-    def __init__(self, domain: str, task: str, env_name: str, obs: str = "state", context_obs: bool = False,
-                 image_size: int = 64, fast_render: bool = True, camera_id: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        domain: str,
+        task: str,
+        env_name: str,
+        obs: str = "state",
+        context_obs: bool = False,
+        image_size: int = 64,
+        fast_render: bool = True,
+        camera_id: int = 0,
+    ):
         # The time limit is a wrapper (wrappers.TimeLimit), so the dm_control env itself never ends an episode.
         self._env = suite.load(domain, task, task_kwargs={"time_limit": float("inf"), "random": 0})
         self.physics = self._env.physics

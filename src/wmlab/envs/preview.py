@@ -30,8 +30,14 @@ class Preview:
     physics: dict[str, Any]
 
 
-def preview_rollout(name: str, context: Mapping[str, float] | None = None, obs: str = "pixels", steps: int = 200,
-                    seed: int = 0, image_size: int = 128) -> Preview:  # fmt: skip
+def preview_rollout(
+    name: str,
+    context: Mapping[str, float] | None = None,
+    obs: str = "pixels",
+    steps: int = 200,
+    seed: int = 0,
+    image_size: int = 128,
+) -> Preview:
     """Roll out a uniform-random policy for up to ``steps`` steps (stops at the end of the episode)."""
     env = make(name, obs=obs, context=context or {}, seed=seed, image_size=image_size)
     env.action_space.seed(seed)
@@ -48,5 +54,6 @@ def preview_rollout(name: str, context: Mapping[str, float] | None = None, obs: 
                 break
     finally:
         env.close()
-    return Preview(np.stack(frames), np.asarray(rewards, np.float32), info["context"],
-                   info["outside_training_range"], physics)  # fmt: skip
+    return Preview(
+        np.stack(frames), np.asarray(rewards, np.float32), info["context"], info["outside_training_range"], physics
+    )

@@ -46,18 +46,44 @@ class EnvSpec:
 ENV_SPECS: dict[str, EnvSpec] = {
     spec.name: spec
     for spec in (
-        EnvSpec("walker", "DMC walker-walk (MuJoCo), reward: upright and moving at 1 m/s", 1000, 24,
-                "continuous 6 in [-1, 1]", "wmlab.envs.dmc.Walker", ("fast_render", "camera_id")),
-        EnvSpec("ball_in_cup", "DMC ball-in-cup catch (MuJoCo), sparse reward: ball inside the cup", 1000, 8,
-                "continuous 2 in [-1, 1]", "wmlab.envs.dmc.BallInCup",
-                ("fast_render", "camera_id", "ball_anchor_shift")),
-        EnvSpec("cartpole", "CartPole-v1 (CARL semantics), +1 per step until the pole falls", 500, 4,
-                "discrete 2 (integer or one-hot)", "wmlab.envs.classic.CartPole",
-                ("consistent_length", "screen_size")),
-        EnvSpec("pendulum", "Pendulum-v1 swing-up (CARL semantics), dense cost on angle, velocity, torque", 200, 3,
-                "continuous 1 in [-1, 1] (torque x2)", "wmlab.envs.classic.Pendulum", ()),
+        EnvSpec(
+            "walker",
+            "DMC walker-walk (MuJoCo), reward: upright and moving at 1 m/s",
+            1000,
+            24,
+            "continuous 6 in [-1, 1]",
+            "wmlab.envs.dmc.Walker",
+            ("fast_render", "camera_id"),
+        ),
+        EnvSpec(
+            "ball_in_cup",
+            "DMC ball-in-cup catch (MuJoCo), sparse reward: ball inside the cup",
+            1000,
+            8,
+            "continuous 2 in [-1, 1]",
+            "wmlab.envs.dmc.BallInCup",
+            ("fast_render", "camera_id", "ball_anchor_shift"),
+        ),
+        EnvSpec(
+            "cartpole",
+            "CartPole-v1 (CARL semantics), +1 per step until the pole falls",
+            500,
+            4,
+            "discrete 2 (integer or one-hot)",
+            "wmlab.envs.classic.CartPole",
+            ("consistent_length", "screen_size"),
+        ),
+        EnvSpec(
+            "pendulum",
+            "Pendulum-v1 swing-up (CARL semantics), dense cost on angle, velocity, torque",
+            200,
+            3,
+            "continuous 1 in [-1, 1] (torque x2)",
+            "wmlab.envs.classic.Pendulum",
+            (),
+        ),
     )
-}  # fmt: skip
+}
 
 
 def env_spec(name: str) -> EnvSpec:
@@ -67,8 +93,13 @@ def env_spec(name: str) -> EnvSpec:
     return ENV_SPECS[name]
 
 
-def _episode_contexts(space: ContextSpace, contexts: str | Sequence[Mapping[str, float]] | None,
-                      context: Mapping[str, float] | None, seed: int, n_train_contexts: int) -> list[dict[str, float]]:  # fmt: skip
+def _episode_contexts(
+    space: ContextSpace,
+    contexts: str | Sequence[Mapping[str, float]] | None,
+    context: Mapping[str, float] | None,
+    seed: int,
+    n_train_contexts: int,
+) -> list[dict[str, float]]:
     if context is not None and contexts is not None:
         raise WmlabError("give either `context` (one fixed context) or `contexts` (a training set), not both")
     if context is not None:
@@ -78,10 +109,20 @@ def _episode_contexts(space: ContextSpace, contexts: str | Sequence[Mapping[str,
     return [space.complete(c) for c in contexts]
 
 
-def make(name: str, obs: str = "state", contexts: str | Sequence[Mapping[str, float]] | None = None,
-         context: Mapping[str, float] | None = None, seed: int = 0, worker_index: int = 0,
-         n_train_contexts: int = 100, context_obs: bool = False, action_repeat: int = 1,
-         time_limit: int | None = None, image_size: int = 64, **env_options: Any) -> gym.Env:  # fmt: skip
+def make(
+    name: str,
+    obs: str = "state",
+    contexts: str | Sequence[Mapping[str, float]] | None = None,
+    context: Mapping[str, float] | None = None,
+    seed: int = 0,
+    worker_index: int = 0,
+    n_train_contexts: int = 100,
+    context_obs: bool = False,
+    action_repeat: int = 1,
+    time_limit: int | None = None,
+    image_size: int = 64,
+    **env_options: Any,
+) -> gym.Env:
     """One contextual environment.
 
     Args:
@@ -112,8 +153,9 @@ def make(name: str, obs: str = "state", contexts: str | Sequence[Mapping[str, fl
     return ContextScheduleWrapper(env, ContextSchedule(episode_contexts, seed, worker_index), seed, worker_index)
 
 
-def make_vector(name: str, num_envs: int, seed: int = 0, start_method: str = "forkserver",
-                **make_kwargs: Any) -> gym.vector.VectorEnv:  # fmt: skip
+def make_vector(
+    name: str, num_envs: int, seed: int = 0, start_method: str = "forkserver", **make_kwargs: Any
+) -> gym.vector.VectorEnv:
     """``num_envs`` environments in worker processes (gymnasium ``AsyncVectorEnv``), worker i with index i.
 
     All workers share the run's training contexts (sampled from ``seed``); each visits them in its own order and

@@ -1,0 +1,136 @@
+"""The Dreamer agent: world model + actor-critic, their optimisers, one training update, and acting.
+
+agent = DreamerAgent(cfg, obs_dim=3, action_dim=1, discrete=False)
+metrics = agent.train_step(batch)                        # batch: numpy (B, T, ...) from the replay
+state = agent.initial_policy_state(num_envs)
+actions, state = agent.act(obs, is_first, state)         # obs: numpy (N, ...), is_first (N,)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from wmlab.dreamer.behavior import ActorCritic
+from wmlab.dreamer.config import DreamerConfig
+from wmlab.dreamer.world_model import WorldModel
+
+PolicyState = tuple[dict[str, torch.Tensor], torch.Tensor]  # (RSSM posterior (N, ...), previous action (N, A))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class DreamerAgent(nn.Module):
+    """Args:
+    cfg: the run's config.
+    obs_dim: state size (state modality; ignored for pixels).
+    action_dim: continuous action size or number of discrete actions.
+    discrete: whether actions are one-hot.
+    device: torch device.
+    """
+
+    def __init__(
+        self, cfg: DreamerConfig, obs_dim: int, action_dim: int, discrete: bool, device: torch.device | str = "cpu"
+    ):
+        super().__init__()
+        self.cfg, self.action_dim, self.discrete = cfg, action_dim, discrete
+        self.wm = WorldModel(cfg.env.modality, obs_dim, action_dim, cfg.model, cfg.env.image_size)
+        self.ac = ActorCritic(self.wm.rssm.feature_dim, action_dim, discrete, cfg.model, cfg.behavior)
+        self.to(device)
+        self.device = torch.device(device)
+        m, b = cfg.model, cfg.behavior
+        self.wm_opt = torch.optim.Adam(self.wm.parameters(), lr=m.lr, eps=m.eps)
+        self.actor_opt = torch.optim.Adam(self.ac.actor.parameters(), lr=b.lr, eps=b.eps)
+        self.critic_opt = torch.optim.Adam(self.ac.critic.parameters(), lr=b.lr, eps=b.eps)
+        self._carry: dict[str, torch.Tensor] | None = None
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+
+    # -- training -------------------------------------------------------------------------------------------------
+    def to_torch(self, batch: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        out = {}
+        for key, value in batch.items():
+            tensor = torch.as_tensor(np.ascontiguousarray(value), device=self.device)
+            out[key] = tensor.float() if tensor.dtype in (torch.float64, torch.float16) else tensor
+        return out
+
+    def train_step(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """One world-model update and one actor-critic update on a replay batch (B, T, ...)."""
+        data = self.to_torch(batch)
+        start = self._carry if self.cfg.train.carry_state else None
+        if start is not None and start["deter"].shape[0] != data["prev_action"].shape[0]:
+            start = None
+        wm_loss, post, metrics = self.wm.loss(data, start, self.generator)
+        self.wm_opt.zero_grad(set_to_none=True)
+        wm_loss.backward()
+        metrics["wm/grad_norm"] = nn.utils.clip_grad_norm_(self.wm.parameters(), self.cfg.model.grad_clip)
+        self.wm_opt.step()
+        self._carry = {k: v[:, -1].detach() for k, v in post.items()}
+
+        actor_loss, critic_loss, ac_metrics = self.ac.loss(self.wm, post, data["is_terminal"], self.generator)
+        self.actor_opt.zero_grad(set_to_none=True)
+        self.critic_opt.zero_grad(set_to_none=True)
+        (actor_loss + critic_loss).backward()  # disjoint parameters: one backward pass serves both
+        b = self.cfg.behavior
+        metrics["ac/actor_grad_norm"] = nn.utils.clip_grad_norm_(self.ac.actor.parameters(), b.grad_clip)
+        metrics["ac/critic_grad_norm"] = nn.utils.clip_grad_norm_(self.ac.critic.parameters(), b.grad_clip)
+        self.actor_opt.step()
+        self.critic_opt.step()
+        self.ac.update_slow_critic()
+        metrics.update(ac_metrics)
+        return {k: float(v) for k, v in metrics.items()}
+
+    # -- acting ---------------------------------------------------------------------------------------------------
+    def initial_policy_state(self, num_envs: int) -> PolicyState:
+        with torch.no_grad():
+            state = self.wm.rssm.initial(num_envs)
+        return state, torch.zeros(num_envs, self.action_dim, device=self.device)
+
+    @torch.no_grad()
+    def act(
+        self, obs: Mapping[str, np.ndarray], is_first: np.ndarray, policy_state: PolicyState, mode: str = "sample"
+    ) -> tuple[np.ndarray, PolicyState]:
+        """One posterior step per env and an action from the actor.
+
+        obs: numpy arrays (N, ...); is_first: (N,) bool. Returns actions (N, A) (one-hot when discrete) and the new
+        policy state. ``mode``: ``sample`` (training and the DALI evaluation protocol) or ``mode`` (greedy).
+        """
+        state, prev_action = policy_state
+        data = self.to_torch({k: v for k, v in obs.items() if k == self.wm.obs_key})
+        first = torch.as_tensor(np.asarray(is_first), device=self.device)
+        state, prev_action = self.wm.rssm.reset_where(state, prev_action, first)
+        embed = self.wm.encoder(data[self.wm.obs_key])
+        prior = self.wm.rssm.img_step(state, prev_action, generator=self.generator)
+        post = self.wm.rssm.obs_step(prior, embed, generator=self.generator)
+        dist = self.ac.policy(self.wm.rssm.features(post))
+        action = dist.sample(self.generator) if mode == "sample" else dist.mode()
+        if not self.discrete:
+            action = action.clamp(-1, 1)
+        return action.cpu().numpy(), (post, action)
+
+    # -- persistence ----------------------------------------------------------------------------------------------
+    def training_state(self) -> dict[str, Any]:
+        return {
+            "model": self.state_dict(),
+            "wm_opt": self.wm_opt.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "carry": self._carry,
+            "generator": self.generator.get_state(),
+        }
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        self.load_state_dict(state["model"])
+        self.wm_opt.load_state_dict(state["wm_opt"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self._carry = state.get("carry")
+        if "generator" in state:
+            self.generator.set_state(state["generator"])

@@ -1,0 +1,151 @@
+"""Imagination actor-critic of DreamerV3 v1 (spec/dali.md §3.5).
+
+From every posterior state of a batch (stop-gradiented), the actor imagines H steps in the world model. Rewards
+and continuation flags come from the world-model heads; lambda-returns bootstrap from the fast critic; advantages
+are divided by max(1, EMA(P95) - EMA(P5)) of the returns. Continuous actors learn by backpropagating through the
+imagined dynamics, discrete actors by REINFORCE. The critic is a two-hot symlog regressor regularised towards an
+EMA ("slow") copy of itself.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from wmlab.dreamer.config import BehaviorConfig, ModelConfig
+from wmlab.dreamer.rssm import State
+from wmlab.dreamer.world_model import WorldModel
+from wmlab.nn.distributions import BoundedNormal, OneHotDist, TwoHot
+from wmlab.nn.layers import MLPHead
+
+
+@contextmanager
+def frozen(*modules: nn.Module):
+    """Temporarily stop parameter gradients of ``modules`` (gradients still flow through their inputs)."""
+    params = [p for m in modules for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
+def lambda_returns(
+    reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, discount: float, lam: float
+) -> torch.Tensor:
+    """R_tau = r_{tau+1} + gamma c_{tau+1} [(1 - lam) v_{tau+1} + lam R_{tau+1}], R_H = v_H.
+
+    reward, cont: (H, N) for imagined steps 1..H; value: (H + 1, N) for steps 0..H. Returns (H, N) for 0..H-1.
+    """
+    returns = [value[-1]]
+    for tau in reversed(range(reward.shape[0])):
+        returns.append(reward[tau] + discount * cont[tau] * ((1 - lam) * value[tau + 1] + lam * returns[-1]))
+    return torch.stack(returns[1:][::-1])
+
+
+class ActorCritic(nn.Module):
+    """Args:
+    feature_dim: size of the actor/critic input ([h, z] plus any context).
+    action_dim: continuous action size or number of discrete actions.
+    discrete: one-hot categorical actor (REINFORCE) instead of the bounded Normal (dynamics backprop).
+    model_cfg: head sizes and unimix; cfg: behaviour hyperparameters.
+    """
+
+    def __init__(self, feature_dim: int, action_dim: int, discrete: bool, model_cfg: ModelConfig, cfg: BehaviorConfig):
+        super().__init__()
+        self.discrete, self.cfg, self.unimix = discrete, cfg, model_cfg.unimix
+        out = action_dim if discrete else 2 * action_dim
+        self.actor = MLPHead(feature_dim, out, model_cfg.units, model_cfg.layers)
+        self.critic = MLPHead(feature_dim, 255, model_cfg.units, model_cfg.layers, zero_output=True)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.register_buffer("retnorm_low", torch.zeros(()))
+        self.register_buffer("retnorm_high", torch.zeros(()))
+
+    def policy(self, features: torch.Tensor) -> BoundedNormal | OneHotDist:
+        out = self.actor(features)
+        if self.discrete:
+            return OneHotDist(out, self.unimix)
+        mean, std = out.chunk(2, -1)
+        return BoundedNormal(mean, std)
+
+    def value(self, features: torch.Tensor, bins: torch.Tensor, slow: bool = False) -> TwoHot:
+        return TwoHot((self.slow_critic if slow else self.critic)(features), bins)
+
+    def imagine(
+        self, wm: WorldModel, start: State, horizon: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Roll the policy out in the world model. start: state with shapes (N, ...).
+
+        Returns features (H + 1, N, F) (start included) and actions (H, N, A).
+        """
+        state, features, actions = start, [wm.rssm.features(start)], []
+        for _ in range(horizon):
+            action = self.policy(features[-1].detach()).sample(generator)
+            state = wm.rssm.img_step(state, action, generator=generator)
+            features.append(wm.rssm.features(state))
+            actions.append(action)
+        return torch.stack(features), torch.stack(actions)
+
+    def update_return_scale(self, returns: torch.Tensor) -> torch.Tensor:
+        """EMA of the 5th/95th percentiles of the returns; returns the scale max(1, high - low)."""
+        flat = returns.detach().flatten().float()
+        low, high = torch.quantile(flat, self.cfg.retnorm_low), torch.quantile(flat, self.cfg.retnorm_high)
+        decay = self.cfg.retnorm_decay
+        self.retnorm_low.mul_(decay).add_((1 - decay) * low)
+        self.retnorm_high.mul_(decay).add_((1 - decay) * high)
+        return (self.retnorm_high - self.retnorm_low).clamp(min=1.0)
+
+    def loss(
+        self, wm: WorldModel, post: State, is_terminal: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Actor and critic losses from every posterior state of a batch. post: (B, T, ...); is_terminal (B, T).
+
+        Returns (actor_loss, critic_loss, metrics). World-model parameters receive no gradient.
+        """
+        cfg = self.cfg
+        start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
+        with frozen(wm, self.critic):
+            features, actions = self.imagine(wm, start, cfg.horizon, generator)
+            reward = wm.reward(features[1:]).mean()
+            cont = (wm.cont_logits(features[1:]) > 0).float()
+            cont = torch.cat([1.0 - is_terminal.flatten()[None].float(), cont])  # (H + 1, N)
+            value = self.value(features, wm.bins).mean()
+            returns = lambda_returns(reward, cont[1:], value, cfg.discount, cfg.lam)
+        weight = (torch.cumprod(cfg.discount * cont, 0) / cfg.discount).detach()  # (H + 1, N)
+        scale = self.update_return_scale(returns)
+        advantage = (returns - value[:-1]) / scale
+        policy = self.policy(features[:-1].detach())
+        entropy = policy.entropy()
+        if self.discrete:
+            objective = policy.log_prob(actions.detach()) * advantage.detach()
+        else:
+            objective = advantage
+        actor_loss = -(weight[:-1] * (objective + cfg.entropy * entropy)).mean()
+        critic_features = features[:-1].detach()
+        dist = self.value(critic_features, wm.bins)
+        slow_target = self.value(critic_features, wm.bins, slow=True).mean().detach()
+        critic_nll = -dist.log_prob(returns.detach()) - cfg.critic_slowreg * dist.log_prob(slow_target)
+        critic_loss = (weight[:-1] * critic_nll).mean()
+        metrics = {
+            "ac/actor_loss": actor_loss,
+            "ac/critic_loss": critic_loss,
+            "ac/entropy": entropy.mean(),
+            "ac/return": returns.mean(),
+            "ac/value": value.mean(),
+            "ac/imag_reward": reward.mean(),
+            "ac/return_scale": scale,
+            "ac/advantage": advantage.mean(),
+        }
+        return actor_loss, critic_loss, {k: v.detach() for k, v in metrics.items()}
+
+    @torch.no_grad()
+    def update_slow_critic(self) -> None:
+        fraction = self.cfg.slow_critic_fraction
+        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
+            slow.mul_(1 - fraction).add_(fraction * fast)

@@ -1,0 +1,92 @@
+"""Configuration of a Dreamer run. Presets: ``wmlab/presets/dreamer/{tiny,small,paper}.yaml`` (spec/dali.md §11)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+
+@dataclass
+class EnvConfig:
+    name: str = "pendulum"  #: walker | ball_in_cup | cartpole | pendulum
+    modality: Literal["state", "pixels"] = "state"  #: what the world model encodes and decodes
+    train_contexts: str = "default"  #: default | single_0 | single_1 | double_box | specific
+    n_train_contexts: int = 100  #: contexts sampled once per run for single_* / double_box
+    context: dict[str, float] = field(default_factory=dict)  #: the fixed context when train_contexts=specific
+    num_envs: int = 1  #: parallel environments (worker processes when > 1)
+    action_repeat: int = 1  #: DALI uses the native control step
+    image_size: int = 64
+
+
+@dataclass
+class ModelConfig:
+    deter: int = 512  #: GRU state size
+    hidden: int = 512  #: RSSM hidden layer size
+    stoch: int = 32  #: number of categorical latents S
+    classes: int = 32  #: classes per latent C
+    units: int = 512  #: width of reward / continue heads, actor and critic
+    layers: int = 2  #: depth of those heads
+    encoder_units: int = 1024  #: vector encoder / decoder MLP width
+    encoder_layers: int = 5  #: vector encoder / decoder MLP depth
+    cnn_depth: int = 32  #: channels of the first conv stage
+    unimix: float = 0.01
+    free_nats: float = 1.0
+    dyn_scale: float = 0.5
+    rep_scale: float = 0.1
+    lr: float = 1e-4
+    eps: float = 1e-8
+    grad_clip: float = 1000.0
+
+
+@dataclass
+class BehaviorConfig:
+    horizon: int = 15
+    discount: float = 1 - 1 / 333
+    lam: float = 0.95
+    entropy: float = 3e-4
+    slow_critic_fraction: float = 0.02  #: EMA fraction per update
+    critic_slowreg: float = 1.0  #: scale of the slow-critic regulariser
+    retnorm_decay: float = 0.99
+    retnorm_low: float = 0.05  #: percentiles of the return normalisation
+    retnorm_high: float = 0.95
+    lr: float = 3e-5
+    eps: float = 1e-5
+    grad_clip: float = 100.0
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 500_000  #: env steps, counted over all workers
+    batch_size: int = 16  #: B
+    batch_length: int = 64  #: T
+    train_ratio: float = 512.0  #: replayed steps per env step; updates per env step = ratio / (B T)
+    replay_capacity: int = 1_000_000
+    replay_chunk: int = 1024  #: steps per replay file on disk
+    carry_state: bool = True  #: carry the last posterior of each batch slot into the next batch (DreamerV3 v1)
+    log_every: int = 1000  #: env steps between metric records
+    checkpoint_every: int = 10_000  #: env steps between checkpoints
+    video_every: int = 50_000  #: env steps between open-loop prediction videos (pixel runs)
+    stop_return: Optional[float] = None  #: stop early once the mean return of the last 10 episodes reaches this
+    device: str = "auto"  #: auto | cpu | cuda
+    compile: bool = False  #: torch.compile the world-model update
+
+
+@dataclass
+class DreamerConfig:
+    variant: Literal["dreamer"] = "dreamer"
+    seed: int = 0
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    behavior: BehaviorConfig = field(default_factory=BehaviorConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+#: keys a resumed run may change (a longer budget, more frequent logs) without being a different run
+RESUMABLE_KEYS = (
+    "train.steps",
+    "train.stop_return",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.video_every",
+    "train.device",
+)

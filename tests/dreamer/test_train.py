@@ -1,0 +1,133 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import wmlab.envs
+from wmlab.config import build_config
+from wmlab.dreamer.agent import DreamerAgent
+from wmlab.dreamer.config import DreamerConfig
+from wmlab.dreamer.evaluation import evaluate_run
+from wmlab.dreamer.policy import evaluate, load_policy
+from wmlab.dreamer.train import train_dreamer
+from wmlab.errors import WmlabError
+from wmlab.runs import Checkpointer, read_metrics
+
+FAST = [
+    "model.deter=32",
+    "model.hidden=32",
+    "model.stoch=4",
+    "model.classes=4",
+    "model.units=32",
+    "model.encoder_units=32",
+    "model.cnn_depth=4",
+    "train.batch_size=4",
+    "train.batch_length=8",
+    "behavior.horizon=5",
+    "train.train_ratio=8",
+    "train.log_every=50",
+    "train.checkpoint_every=100",
+]
+
+
+def _cfg(*overrides):
+    return build_config(DreamerConfig, "dreamer", "tiny", overrides=[*FAST, *overrides])
+
+
+def test_training_logs_checkpoints_and_evaluates(tmp_path):
+    run = tmp_path / "pend"
+    summary = train_dreamer(_cfg("env.name=pendulum", "train.steps=450"), run, show_progress=False)
+    assert summary["env_steps"] == 450 and summary["updates"] > 50 and summary["episodes"] == 2
+    records = read_metrics(run / "metrics.jsonl")
+    assert any("wm/loss" in r and np.isfinite(r["wm/loss"]) for r in records)
+    assert any("perf/env_steps_per_s" in r for r in records)
+    assert [r["episode/return"] < 0 for r in records if "episode/return" in r] == [True, True]
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
+    result = evaluate_run(run, episodes=2, context={"l": 1.6})
+    assert result["context"] == {"l": 1.6, "m": 1.0} and len(result["returns"]) == 2
+    assert json.loads((run / "results" / "eval.jsonl").read_text().splitlines()[-1])["mean"] == result["mean"]
+    # the Python API: a policy that steps any env of the task, also greedy
+    policy = load_policy(run, mode="mode")
+    env = wmlab.envs.make("pendulum", context={"m": 0.5})
+    first = evaluate(policy, env, episodes=1, seed=3)
+    assert first == evaluate(policy, env, episodes=1, seed=3), "greedy evaluation is deterministic"
+    with pytest.raises(WmlabError, match="state"):
+        policy.act({"image": np.zeros((64, 64, 3), np.uint8)}, True)
+
+
+def test_discrete_pixel_run_writes_openloop_video(tmp_path):
+    run = tmp_path / "cart"
+    train_dreamer(
+        _cfg("env.name=cartpole", "env.modality=pixels", "train.steps=160", "train.video_every=40"),
+        run,
+        show_progress=False,
+    )
+    videos = list((run / "videos").glob("openloop-*.mp4"))
+    assert videos and videos[0].stat().st_size > 0
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    train_dreamer(_cfg("train.steps=60"), tmp_path / "r", show_progress=False)
+    with pytest.raises(WmlabError, match="model.deter"):
+        train_dreamer(_cfg("train.steps=60", "model.deter=48"), tmp_path / "r", show_progress=False)
+
+
+def _command(run, steps):
+    return [
+        sys.executable,
+        "-m",
+        "wmlab",
+        "train",
+        "dreamer",
+        "--env",
+        "pendulum",
+        "--preset",
+        "tiny",
+        "--run",
+        str(run),
+        "--steps",
+        str(steps),
+        "--no-progress",
+        *FAST,
+    ]
+
+
+def test_sigkill_then_same_command_resumes_where_it_stopped(tmp_path):
+    run = tmp_path / "killed"
+    process = subprocess.Popen(
+        _command(run, 100_000), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    checkpoints = Checkpointer(run / "checkpoints")
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(int(p.stem[5:]) >= 200 for p in checkpoints.paths()):
+        assert process.poll() is None, process.stderr.read().decode()
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = checkpoints.load_latest()
+    at = saved["counters"]["env_steps"]
+    assert at >= 200
+    params = {k: v.clone() for k, v in saved["agent"]["model"].items()}
+
+    subprocess.run(_command(run, at + 100), check=True, capture_output=True, timeout=300)
+    final = checkpoints.load_latest()
+    counters = final["counters"]
+    assert counters["env_steps"] == at + 100
+    new_updates = counters["updates"] - saved["counters"]["updates"]
+    assert 100 * 8 / 32 - 1 <= new_updates <= 100 * 8 / 32 + 1, "updates continue at the train ratio"
+    assert sum(final["replay_steps"]) >= sum(saved["replay_steps"]) + 100, "replay continues, not restarted"
+    steps = [r["step"] for r in read_metrics(run / "metrics.jsonl")]
+    assert steps == sorted(steps) and steps[-1] == at + 100, "metrics continue from the checkpoint"
+    fresh = DreamerAgent(final["config"], obs_dim=3, action_dim=1, discrete=False).state_dict()
+    weights = [k for k in params if params[k].is_floating_point() and params[k].dim() == 2]
+
+    def distance(state):
+        return sum((state[k].float() - params[k].float()).abs().mean().item() for k in weights)
+
+    moved = distance(final["agent"]["model"])
+    assert 0 < moved < 0.2 * distance(fresh), "parameters continue from the checkpoint, not from a new init"
