@@ -59,3 +59,28 @@ def test_user_mistakes_exit_2_without_traceback():
     )
     assert result.returncode == 2
     assert "physical bounds" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_train_then_eval_from_the_command_line(tmp_path):
+    run = tmp_path / "run"
+    fast = [
+        "model.deter=32",
+        "model.hidden=32",
+        "model.stoch=4",
+        "model.classes=4",
+        "model.units=32",
+        "model.encoder_units=32",
+        "train.batch_size=4",
+        "train.batch_length=8",
+        "train.train_ratio=8",
+    ]
+    result = runner.invoke(
+        app, ["train", "dreamer", "--env", "pendulum", "--run", str(run), "--steps", "120", "--no-progress", *fast]
+    )
+    assert result.exit_code == 0, result.output
+    assert "120 env steps" in result.output
+    result = runner.invoke(app, ["eval", str(run), "--episodes", "1", "-c", "m=0.5"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert '"m": 0.5' in result.output and "checkpoint at 120 steps" in result.output
+    result = runner.invoke(app, ["train", "dreamer", "--run", str(run), "model.detr=3"])
+    assert "did you mean 'deter'" in str(result.exception)

@@ -95,22 +95,29 @@ class DreamerAgent(nn.Module):
 
     @torch.no_grad()
     def act(
-        self, obs: Mapping[str, np.ndarray], is_first: np.ndarray, policy_state: PolicyState, mode: str = "sample"
+        self,
+        obs: Mapping[str, np.ndarray],
+        is_first: np.ndarray,
+        policy_state: PolicyState,
+        mode: str = "sample",
+        generator: torch.Generator | None = None,
     ) -> tuple[np.ndarray, PolicyState]:
         """One posterior step per env and an action from the actor.
 
         obs: numpy arrays (N, ...); is_first: (N,) bool. Returns actions (N, A) (one-hot when discrete) and the new
         policy state. ``mode``: ``sample`` (training and the DALI evaluation protocol) or ``mode`` (greedy).
+        ``generator`` replaces the agent's own (evaluation uses its own so training randomness is untouched).
         """
+        generator = generator if generator is not None else self.generator
         state, prev_action = policy_state
         data = self.to_torch({k: v for k, v in obs.items() if k == self.wm.obs_key})
         first = torch.as_tensor(np.asarray(is_first), device=self.device)
         state, prev_action = self.wm.rssm.reset_where(state, prev_action, first)
         embed = self.wm.encoder(data[self.wm.obs_key])
-        prior = self.wm.rssm.img_step(state, prev_action, generator=self.generator)
-        post = self.wm.rssm.obs_step(prior, embed, generator=self.generator)
+        prior = self.wm.rssm.img_step(state, prev_action, generator=generator)
+        post = self.wm.rssm.obs_step(prior, embed, generator=generator)
         dist = self.ac.policy(self.wm.rssm.features(post))
-        action = dist.sample(self.generator) if mode == "sample" else dist.mode()
+        action = dist.sample(generator) if mode == "sample" else dist.mode()
         if not self.discrete:
             action = action.clamp(-1, 1)
         return action.cpu().numpy(), (post, action)

@@ -68,7 +68,8 @@ class TrainConfig:
     video_every: int = 50_000  #: env steps between open-loop prediction videos (pixel runs)
     stop_return: Optional[float] = None  #: stop early once the mean return of the last 10 episodes reaches this
     device: str = "auto"  #: auto | cpu | cuda
-    compile: bool = False  #: torch.compile the world-model update
+    eval_every: int = 0  #: env steps between evaluations of the current policy (0: never during training)
+    eval_episodes: int = 5  #: episodes per periodic evaluation, on the training contexts
 
 
 @dataclass
@@ -88,5 +89,7 @@ RESUMABLE_KEYS = (
     "train.log_every",
     "train.checkpoint_every",
     "train.video_every",
+    "train.eval_every",
+    "train.eval_episodes",
     "train.device",
 )

@@ -13,11 +13,13 @@ action = policy.act(obs, is_first=True)
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from wmlab.dreamer.agent import DreamerAgent, resolve_device
 from wmlab.dreamer.config import DreamerConfig
@@ -40,7 +42,11 @@ class DreamerPolicy:
         self.agent, self.mode, self.step = agent, mode, step
         self.config: DreamerConfig = agent.cfg
         self._state = agent.initial_policy_state(1)
-        self._batched = True
+        self.generator = torch.Generator(device=agent.device).manual_seed(0)
+
+    def seed(self, seed: int) -> None:
+        """Seed the policy's own sampling (the agent's training generator is never touched)."""
+        self.generator.manual_seed(seed)
 
     def reset(self, num_envs: int = 1) -> None:
         self._state = self.agent.initial_policy_state(num_envs)
@@ -56,7 +62,7 @@ class DreamerPolicy:
         single = np.asarray(obs[key]).ndim == (1 if key == "state" else 3)
         batch = {key: np.asarray(obs[key])[None] if single else np.asarray(obs[key])}
         first = np.atleast_1d(np.asarray(is_first, bool))
-        actions, self._state = self.agent.act(batch, first, self._state, self.mode)
+        actions, self._state = self.agent.act(batch, first, self._state, self.mode, self.generator)
         if self.agent.discrete:
             actions = actions.argmax(-1)
         return actions[0] if single else actions
@@ -88,8 +94,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run ``episodes`` full episodes. Returns returns, lengths, their mean/std/min/max and the contexts seen."""
     returns, lengths, contexts = [], [], []
-    policy.agent.generator.manual_seed(seed)
-    with progress_bar("eval", episodes, "episodes") if show_progress else _NoBar() as advance:
+    policy.seed(seed)
+    no_bar = nullcontext(lambda *args, **kwargs: None)
+    with progress_bar("eval", episodes, "episodes") if show_progress else no_bar as advance:
         for episode in range(episodes):
             obs, info = env.reset(seed=seed + episode)
             contexts.append(info.get("context"))
@@ -112,11 +119,3 @@ def evaluate(
         "max": float(r.max()),
         "episodes": episodes,
     }
-
-
-class _NoBar:
-    def __enter__(self):
-        return lambda *args, **kwargs: None
-
-    def __exit__(self, *exc):
-        return False

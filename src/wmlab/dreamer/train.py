@@ -21,6 +21,7 @@ import torch
 from wmlab.data.replay import Replay
 from wmlab.dreamer.agent import DreamerAgent, resolve_device
 from wmlab.dreamer.config import RESUMABLE_KEYS, DreamerConfig
+from wmlab.dreamer.policy import DreamerPolicy, evaluate
 from wmlab.dreamer.world_model import openloop_images
 from wmlab.envs import make, make_vector
 from wmlab.errors import WmlabError
@@ -171,8 +172,10 @@ def train_dreamer(cfg: DreamerConfig, run_path: str | Path, show_progress: bool 
     policy_state = agent.initial_policy_state(n)
     episodes = EpisodeTracker(n)
     train_metrics = MeanMetrics()
-    last_log, last_ckpt, last_video = counters.env_steps, counters.env_steps, counters.env_steps
+    last_log = last_ckpt = last_video = last_eval = counters.env_steps
+    eval_env = None
     clock, clock_steps, clock_updates = time.perf_counter(), counters.env_steps, counters.updates
+    throughput = (0.0, 0.0)  # env steps/s and updates/s of the last logging interval, for the progress bar
     recent_returns: list[float] = []
 
     def save_checkpoint() -> None:
@@ -253,15 +256,23 @@ def train_dreamer(cfg: DreamerConfig, run_path: str | Path, show_progress: bool 
                 if recent_returns:
                     record["episode/return_last10"] = float(np.mean(recent_returns))
                 logger.log(counters.env_steps, record)
+                throughput = (round(record["perf/env_steps_per_s"], 1), round(record["perf/updates_per_s"], 2))
                 clock, clock_steps, clock_updates = now, counters.env_steps, counters.updates
                 last_log = counters.env_steps
             if cfg.env.modality == "pixels" and counters.env_steps - last_video >= t.video_every and not prefill:
                 _write_openloop_video(agent, replay, np_rng, run, counters.env_steps)
                 last_video = counters.env_steps
+            if t.eval_every and counters.env_steps - last_eval >= t.eval_every and not prefill:
+                if eval_env is None:
+                    eval_env = make(cfg.env.name, seed=cfg.seed, worker_index=n, **env_kwargs(cfg))
+                    stack.callback(eval_env.close)
+                result = evaluate(DreamerPolicy(agent), eval_env, t.eval_episodes, seed=counters.env_steps)
+                logger.log(counters.env_steps, {"eval/return": result["mean"], "eval/return_std": result["std"]})
+                last_eval = counters.env_steps
             if counters.env_steps - last_ckpt >= t.checkpoint_every:
                 save_checkpoint()
                 last_ckpt = counters.env_steps
-            stats = {"upd": counters.updates}
+            stats = {"upd": counters.updates, "steps/s": throughput[0], "upd/s": throughput[1]}
             if recent_returns:
                 stats["return10"] = float(np.mean(recent_returns))
             update_bar(n, **stats)
