@@ -47,7 +47,7 @@ def test_actor_loss_reaches_the_actor_through_the_dynamics_but_never_the_world_m
     cfg = build_config(DreamerConfig, "dreamer", "tiny", overrides=SMALL)
     agent = DreamerAgent(cfg, obs_dim=3, action_dim=2, discrete=False)
     data = agent.to_torch(_batch(cfg, 3, 2))
-    _, post, _ = agent.wm.loss(data)
+    _, post, _, _ = agent.wm.loss(data)
     agent.zero_grad(set_to_none=True)
     for p in agent.ac.critic.parameters():  # give the critic a non-trivial value so returns depend on states
         torch.nn.init.normal_(p, std=0.1)

@@ -19,7 +19,9 @@ from wmlab.dreamer.behavior import ActorCritic
 from wmlab.dreamer.config import DreamerConfig
 from wmlab.dreamer.world_model import WorldModel
 
-PolicyState = tuple[dict[str, torch.Tensor], torch.Tensor]  # (RSSM posterior (N, ...), previous action (N, A))
+#: per-env acting state: ``rssm`` posterior (N, ...), previous ``action`` (N, A), DALI ``tokens`` window (N, K, D)
+#: and previous ``context`` (N, c) (the transition context of the next step)
+PolicyState = dict[str, Any]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -42,8 +44,10 @@ class DreamerAgent(nn.Module):
     ):
         super().__init__()
         self.cfg, self.action_dim, self.discrete = cfg, action_dim, discrete
-        self.wm = WorldModel(cfg.env.modality, obs_dim, action_dim, cfg.model, cfg.env.image_size)
-        self.ac = ActorCritic(self.wm.rssm.feature_dim, action_dim, discrete, cfg.model, cfg.behavior)
+        self.wm = WorldModel(
+            cfg.env.modality, obs_dim, action_dim, cfg.model, cfg.env.image_size, cfg.variant, cfg.context
+        )
+        self.ac = ActorCritic(self.wm.head_dim, action_dim, discrete, cfg.model, cfg.behavior)
         self.to(device)
         self.device = torch.device(device)
         m, b = cfg.model, cfg.behavior
@@ -67,14 +71,14 @@ class DreamerAgent(nn.Module):
         start = self._carry if self.cfg.train.carry_state else None
         if start is not None and start["deter"].shape[0] != data["prev_action"].shape[0]:
             start = None
-        wm_loss, post, metrics = self.wm.loss(data, start, self.generator)
+        wm_loss, post, context, metrics = self.wm.loss(data, start, self.generator)
         self.wm_opt.zero_grad(set_to_none=True)
         wm_loss.backward()
         metrics["wm/grad_norm"] = nn.utils.clip_grad_norm_(self.wm.parameters(), self.cfg.model.grad_clip)
         self.wm_opt.step()
         self._carry = {k: v[:, -1].detach() for k, v in post.items()}
 
-        actor_loss, critic_loss, ac_metrics = self.ac.loss(self.wm, post, data["is_terminal"], self.generator)
+        actor_loss, critic_loss, ac_metrics = self.ac.loss(self.wm, post, data["is_terminal"], context, self.generator)
         self.actor_opt.zero_grad(set_to_none=True)
         self.critic_opt.zero_grad(set_to_none=True)
         (actor_loss + critic_loss).backward()  # disjoint parameters: one backward pass serves both
@@ -91,7 +95,45 @@ class DreamerAgent(nn.Module):
     def initial_policy_state(self, num_envs: int) -> PolicyState:
         with torch.no_grad():
             state = self.wm.rssm.initial(num_envs)
-        return state, torch.zeros(num_envs, self.action_dim, device=self.device)
+        policy_state = {"rssm": state, "action": torch.zeros(num_envs, self.action_dim, device=self.device)}
+        if self.wm.infers:
+            k = self.cfg.context.window
+            policy_state["tokens"] = torch.zeros(num_envs, k, self.wm.token_dim, device=self.device)
+            policy_state["context"] = torch.zeros(num_envs, self.wm.context_dim, device=self.device)
+        return policy_state
+
+    @torch.no_grad()
+    def observe_step(
+        self,
+        obs: Mapping[str, np.ndarray],
+        is_first: np.ndarray,
+        policy_state: PolicyState,
+        generator: torch.Generator | None = None,
+    ) -> tuple[PolicyState, torch.Tensor | None]:
+        """Filter one observation per env: returns the new policy state (posterior, token window) and the context
+        kappa_t (N, c) used at this step (None for ``dreamer``). The previous action must be in the policy state."""
+        generator = generator if generator is not None else self.generator
+        wm = self.wm
+        keys = [wm.obs_key] + (["context"] if wm.uses_gt else [])
+        data = self.to_torch({k: obs[k] for k in keys})
+        first = torch.as_tensor(np.asarray(is_first), device=self.device)
+        state, prev_action = wm.rssm.reset_where(policy_state["rssm"], policy_state["action"], first)
+        embed = wm.encode(data)
+        new_state: PolicyState = {"action": prev_action}
+        kappa = tctx = None
+        if wm.uses_gt:
+            kappa = tctx = data["context"]
+        elif wm.infers:
+            # the token window of the training path: [x_t, a_{t-1}], padded by repeating the episode's first token
+            token = torch.cat([wm.token_features(data, embed), prev_action], -1)
+            rolled = torch.cat([policy_state["tokens"][:, 1:], token[:, None]], 1)
+            tokens = torch.where(first[:, None, None], token[:, None].expand_as(rolled), rolled)
+            kappa = wm.context_encoder(tokens)
+            tctx = torch.where(first[:, None], kappa, policy_state["context"])
+            new_state.update(tokens=tokens, context=kappa)
+        prior = wm.rssm.img_step(state, prev_action, tctx if wm.transition_uses_context else None, generator=generator)
+        new_state["rssm"] = wm.rssm.obs_step(prior, embed, kappa if wm.variant == "dali-s" else None, generator)
+        return new_state, kappa
 
     @torch.no_grad()
     def act(
@@ -104,23 +146,18 @@ class DreamerAgent(nn.Module):
     ) -> tuple[np.ndarray, PolicyState]:
         """One posterior step per env and an action from the actor.
 
-        obs: numpy arrays (N, ...); is_first: (N,) bool. Returns actions (N, A) (one-hot when discrete) and the new
-        policy state. ``mode``: ``sample`` (training and the DALI evaluation protocol) or ``mode`` (greedy).
-        ``generator`` replaces the agent's own (evaluation uses its own so training randomness is untouched).
+        obs: numpy arrays (N, ...) (``context`` is read only by the ``crssm-*`` variants); is_first: (N,) bool.
+        Returns actions (N, A) (one-hot when discrete) and the new policy state. ``mode``: ``sample`` (training and
+        the DALI evaluation protocol) or ``mode`` (greedy). ``generator`` replaces the agent's own.
         """
         generator = generator if generator is not None else self.generator
-        state, prev_action = policy_state
-        data = self.to_torch({k: v for k, v in obs.items() if k == self.wm.obs_key})
-        first = torch.as_tensor(np.asarray(is_first), device=self.device)
-        state, prev_action = self.wm.rssm.reset_where(state, prev_action, first)
-        embed = self.wm.encoder(data[self.wm.obs_key])
-        prior = self.wm.rssm.img_step(state, prev_action, generator=generator)
-        post = self.wm.rssm.obs_step(prior, embed, generator=generator)
-        dist = self.ac.policy(self.wm.rssm.features(post))
+        policy_state, kappa = self.observe_step(obs, is_first, policy_state, generator)
+        dist = self.ac.policy(self.wm.head_features(policy_state["rssm"], kappa))
         action = dist.sample(generator) if mode == "sample" else dist.mode()
         if not self.discrete:
             action = action.clamp(-1, 1)
-        return action.cpu().numpy(), (post, action)
+        policy_state["action"] = action
+        return action.cpu().numpy(), policy_state
 
     # -- persistence ----------------------------------------------------------------------------------------------
     def training_state(self) -> dict[str, Any]:

@@ -78,19 +78,28 @@ class ActorCritic(nn.Module):
         return TwoHot((self.slow_critic if slow else self.critic)(features), bins)
 
     def imagine(
-        self, wm: WorldModel, start: State, horizon: int, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Roll the policy out in the world model. start: state with shapes (N, ...).
+        self,
+        wm: WorldModel,
+        start: State,
+        horizon: int,
+        context: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Roll the policy out in the world model with the context held fixed. start: state (N, ...); context (N, c).
 
-        Returns features (H + 1, N, F) (start included) and actions (H, N, A).
+        Returns head features (H + 1, N, F) (start included, the context appended for deep variants), the context
+        seen at every step (H + 1, N, c) (empty when the variant has none) and actions (H, N, A).
         """
-        state, features, actions = start, [wm.rssm.features(start)], []
+        transition_context = context if wm.transition_uses_context else None
+        state, features, actions = start, [wm.head_features(start, context)], []
         for _ in range(horizon):
             action = self.policy(features[-1].detach()).sample(generator)
-            state = wm.rssm.img_step(state, action, generator=generator)
-            features.append(wm.rssm.features(state))
+            state = wm.rssm.img_step(state, action, transition_context, generator=generator)
+            features.append(wm.head_features(state, context))
             actions.append(action)
-        return torch.stack(features), torch.stack(actions)
+        n = features[0].shape[0]
+        held = context if context is not None else features[0].new_zeros(n, 0)
+        return torch.stack(features), held.expand(horizon + 1, -1, -1), torch.stack(actions)
 
     def update_return_scale(self, returns: torch.Tensor) -> torch.Tensor:
         """EMA of the 5th/95th percentiles of the returns; returns the scale max(1, high - low)."""
@@ -102,16 +111,23 @@ class ActorCritic(nn.Module):
         return (self.retnorm_high - self.retnorm_low).clamp(min=1.0)
 
     def loss(
-        self, wm: WorldModel, post: State, is_terminal: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        wm: WorldModel,
+        post: State,
+        is_terminal: torch.Tensor,
+        context: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """Actor and critic losses from every posterior state of a batch. post: (B, T, ...); is_terminal (B, T).
+        """Actor and critic losses from every posterior state of a batch. post: (B, T, ...); is_terminal (B, T);
+        context: the per-step context kappa (B, T, c) of the variant, or None.
 
         Returns (actor_loss, critic_loss, metrics). World-model parameters receive no gradient.
         """
         cfg = self.cfg
         start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
+        context = None if context is None else context.detach().flatten(0, 1)
         with frozen(wm, self.critic):
-            features, actions = self.imagine(wm, start, cfg.horizon, generator)
+            features, _, actions = self.imagine(wm, start, cfg.horizon, context, generator)
             reward = wm.reward(features[1:]).mean()
             cont = (wm.cont_logits(features[1:]) > 0).float()
             cont = torch.cat([1.0 - is_terminal.flatten()[None].float(), cont])  # (H + 1, N)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
+from wmlab.errors import WmlabError
+
 
 @dataclass
 class EnvConfig:
@@ -73,13 +75,44 @@ class TrainConfig:
 
 
 @dataclass
+class ContextConfig:
+    """DALI context inference (spec/dali.md §5); ignored by ``dreamer`` and ``crssm-*``."""
+
+    encoder: Literal["transformer", "gru", "mlp", "attention"] = "transformer"
+    window: int = 64  #: K tokens per window; must be <= train.batch_length
+    dim: int = 8  #: d_c
+    width: int = 256  #: W
+    heads: int = 1
+    repr_loss: Literal["forward", "inverse", "both"] = "forward"
+    fw_units: int = 128  #: forward / inverse model hidden width
+    fw_layers: int = 2
+    loss_scale: float = 1.0  #: beta_dali
+    crossmodal: bool = False  #: add the cross-modal term chi (DALI-S-chi / DALI-D-chi)
+    crossmodal_scale: float = 1.0  #: lambda_chi
+    wm_grad: bool = False  #: let L_wm train the context encoder (experimental; the release stops it)
+    embed_stopgrad: bool = False  #: pixel tokens: stop L_dali gradients into the CNN
+
+
+VARIANTS = ("dreamer", "crssm-s", "crssm-d", "dali-s", "dali-d")
+
+
+@dataclass
 class DreamerConfig:
-    variant: Literal["dreamer"] = "dreamer"
+    #: dreamer (no context) | crssm-s / crssm-d (ground-truth context) | dali-s / dali-d (inferred context)
+    variant: Literal["dreamer", "crssm-s", "crssm-d", "dali-s", "dali-d"] = "dreamer"
     seed: int = 0
     env: EnvConfig = field(default_factory=EnvConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     behavior: BehaviorConfig = field(default_factory=BehaviorConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
+
+    def __post_init__(self) -> None:
+        if self.variant.startswith("dali") and self.context.window > self.train.batch_length:
+            raise WmlabError(
+                f"context.window={self.context.window} exceeds train.batch_length={self.train.batch_length}: "
+                "training would never see a full window while acting does; lower the window or lengthen batches"
+            )
 
 
 #: keys a resumed run may change (a longer budget, more frequent logs) without being a different run

@@ -59,8 +59,13 @@ class DreamerPolicy:
                 f"this policy was trained on '{key}' observations; make the env with "
                 f"obs={'state' if key == 'state' else 'pixels'!r}"
             )
+        keys = [key] + (["context"] if self.agent.wm.uses_gt else [])
+        if "context" in keys and "context" not in obs:
+            raise WmlabError(
+                f"a {self.agent.cfg.variant} policy reads the ground-truth context: make the env with context_obs=True"
+            )
         single = np.asarray(obs[key]).ndim == (1 if key == "state" else 3)
-        batch = {key: np.asarray(obs[key])[None] if single else np.asarray(obs[key])}
+        batch = {k: np.asarray(obs[k])[None] if single else np.asarray(obs[k]) for k in keys}
         first = np.atleast_1d(np.asarray(is_first, bool))
         actions, self._state = self.agent.act(batch, first, self._state, self.mode, self.generator)
         if self.agent.discrete:

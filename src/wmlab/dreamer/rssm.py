@@ -71,6 +71,17 @@ class RSSM(nn.Module):
         dist = self._dist(self.prior_logits(self.img_out(deter)))
         return {"deter": deter, "stoch": dist.mode(), "logits": dist.logits}
 
+    def transition(self, state: State, action: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The deterministic GRU step: (h_{t-1}, z_{t-1}, a_{t-1}[, kappa]) -> h_t (..., D)."""
+        action = action * (1.0 / action.abs().clamp(min=1.0)).detach()  # clip actions inside the RSSM
+        inputs = [state["stoch"].flatten(-2), action] + ([context] if context is not None else [])
+        u = self.img_in(torch.cat(inputs, -1))
+        reset, cand, update = self.gru_norm(self.gru(torch.cat([state["deter"], u], -1))).chunk(3, -1)
+        reset = torch.sigmoid(reset)
+        cand = torch.tanh(reset * cand)
+        update = torch.sigmoid(update - 1.0)
+        return update * cand + (1 - update) * state["deter"]
+
     def img_step(
         self,
         state: State,
@@ -80,14 +91,7 @@ class RSSM(nn.Module):
         generator: torch.Generator | None = None,
     ) -> State:
         """Prior step: (h_{t-1}, z_{t-1}, a_{t-1}[, kappa]) -> (h_t, z_t ~ prior). action (..., A)."""
-        action = action * (1.0 / action.abs().clamp(min=1.0)).detach()  # clip actions inside the RSSM
-        inputs = [state["stoch"].flatten(-2), action] + ([context] if context is not None else [])
-        u = self.img_in(torch.cat(inputs, -1))
-        reset, cand, update = self.gru_norm(self.gru(torch.cat([state["deter"], u], -1))).chunk(3, -1)
-        reset = torch.sigmoid(reset)
-        cand = torch.tanh(reset * cand)
-        update = torch.sigmoid(update - 1.0)
-        deter = update * cand + (1 - update) * state["deter"]
+        deter = self.transition(state, action, context)
         dist = self._dist(self.prior_logits(self.img_out(deter)))
         stoch = dist.sample(generator) if sample else dist.mode()
         return {"deter": deter, "stoch": stoch, "logits": dist.logits}

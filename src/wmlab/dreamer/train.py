@@ -207,7 +207,7 @@ def train_dreamer(cfg: DreamerConfig, run_path: str | Path, show_progress: bool 
                     actions = np.eye(action_dim, dtype=np.float32)[np_rng.integers(0, action_dim, n)]
                 else:
                     actions = np_rng.uniform(-1, 1, (n, action_dim)).astype(np.float32)
-                policy_state = (policy_state[0], torch.as_tensor(actions, device=agent.device))
+                policy_state["action"] = torch.as_tensor(actions, device=agent.device)
             replay.add_batch(
                 _replay_step(obs, actions, prev_action, reward, is_first, np.zeros(n, bool), np.zeros(n, bool))
             )
