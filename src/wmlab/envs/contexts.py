@@ -328,6 +328,43 @@ CONTEXT_SPACES: dict[str, ContextSpace] = {
 }
 
 
+#: Expert contexts of spec §9.2: feature-0 values (feature 1 at default), feature-1 values (feature 0 at default),
+#: and four corner pairs. The default context appears in both lists; callers pool its runs.
+EXPERT_CONTEXTS: dict[str, tuple[tuple[float, ...], tuple[float, ...], tuple[tuple[float, float], ...]]] = {
+    "walker": (
+        (0.98, 2.45, 3.92, 4.9, 9.81, 14.7, 15.68, 17.64, 19.6),
+        (0.1, 0.3, 0.5, 1.0, 1.5, 1.6, 1.8, 2.0),
+        ((2.45, 0.3), (17.64, 0.3), (17.64, 1.8), (2.45, 1.8)),
+    ),
+    "ball_in_cup": (
+        (0.98, 2.45, 3.92, 4.9, 9.81, 14.7, 15.68, 17.64, 19.6),
+        (0.03, 0.09, 0.15, 0.225, 0.3, 0.45, 0.54, 0.6),
+        ((2.45, 0.09), (17.64, 0.09), (17.64, 0.54), (2.45, 0.54)),
+    ),
+    "cartpole": (
+        (0.98, 2.45, 3.92, 4.9, 9.8, 14.7, 15.68, 17.64, 19.6),
+        (0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 1.0),
+        ((2.45, 0.2), (17.64, 0.2), (17.64, 0.9), (2.45, 0.9)),
+    ),
+    "pendulum": (
+        (0.1, 0.3, 0.5, 1.0, 1.5, 1.6, 1.8, 2.0),
+        (0.1, 0.3, 0.5, 1.0, 1.5, 1.6, 1.8, 2.0),
+        ((0.3, 0.3), (1.8, 0.3), (1.8, 1.8), (0.3, 1.8)),
+    ),
+}
+
+
+def expert_contexts(env: str) -> list[dict[str, float]]:
+    """The distinct expert contexts of ``env`` (spec §9.2), the default once."""
+    space = context_space(env)
+    f0, f1 = space.features
+    singles0, singles1, pairs = EXPERT_CONTEXTS[env]
+    contexts = [{f0.name: v, f1.name: f1.default} for v in singles0]
+    contexts += [{f0.name: f0.default, f1.name: v} for v in singles1 if not f1.is_default(v)]
+    contexts += [{f0.name: a, f1.name: b} for a, b in pairs]
+    return contexts
+
+
 def context_space(env: str) -> ContextSpace:
     """The :class:`ContextSpace` of environment ``env``; a :class:`WmlabError` lists the valid names."""
     if env not in CONTEXT_SPACES:

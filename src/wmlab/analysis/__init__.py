@@ -1,0 +1,1 @@
+"""Analyses and reports built on trained runs."""

@@ -1,0 +1,1 @@
+"""Evaluation: policies over context grids, expert/random normalisation, aggregate statistics."""
