@@ -13,6 +13,7 @@ from pathlib import Path
 
 from wmlab.config import build_config
 from wmlab.envs.contexts import context_space, expert_contexts
+from wmlab.errors import WmlabError
 from wmlab.eval.grid import PolicySpec, evaluate_contexts
 from wmlab.eval.zero_shot import ExpertTable
 from wmlab.runs import Checkpointer
@@ -78,6 +79,8 @@ def build_expert_table(
             best = float("-inf")
             for seed in seeds:
                 run = expert_run_dir(root, env, context, seed)
+                if not (run / "config.yaml").exists():
+                    raise WmlabError(f"no expert run at {run}: train the experts first (wmlab experts --env {env})")
                 record = evaluate_contexts(PolicySpec("run", str(run)), [context], episodes, seed, 1)[0]
                 best = max(best, record["mean"])
             expert.append(best)
