@@ -4,6 +4,7 @@ import sys
 import imageio.v2 as imageio
 from typer.testing import CliRunner
 
+from tests.sizes import MICRO_DREAMER
 from wmlab.cli import app
 
 runner = CliRunner()
@@ -63,17 +64,7 @@ def test_user_mistakes_exit_2_without_traceback():
 
 def test_train_then_eval_from_the_command_line(tmp_path):
     run = tmp_path / "run"
-    fast = [
-        "model.deter=32",
-        "model.hidden=32",
-        "model.stoch=4",
-        "model.classes=4",
-        "model.units=32",
-        "model.encoder_units=32",
-        "train.batch_size=4",
-        "train.batch_length=8",
-        "train.train_ratio=8",
-    ]
+    fast = [*MICRO_DREAMER, "train.train_ratio=8"]
     result = runner.invoke(
         app, ["train", "dreamer", "--env", "pendulum", "--run", str(run), "--steps", "120", "--no-progress", *fast]
     )

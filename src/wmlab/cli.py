@@ -151,7 +151,13 @@ def train_dreamer_cmd(
             (extra.setdefault(section, {}) if section else extra)[leaf] = value
     overrides = [_context_alias(arg) for arg in ctx.args]
     cfg = build_config(DreamerConfig, "dreamer", preset, overrides=overrides, extra=extra)
-    summary = train_dreamer(cfg, run, show_progress=progress)
+    try:
+        summary = train_dreamer(cfg, run, show_progress=progress)
+    except KeyboardInterrupt:
+        console.print(
+            f"[yellow]interrupted[/yellow]: run the same command again to resume {run} from its last checkpoint"
+        )
+        raise typer.Exit(130) from None
     console.print(
         f"done: {summary['env_steps']} env steps, {summary['updates']} updates, "
         f"{summary['episodes']} episodes, mean return of the last 10: {summary['return_last10']}"

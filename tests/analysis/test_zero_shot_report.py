@@ -3,24 +3,12 @@ import json
 import numpy as np
 from typer.testing import CliRunner
 
+from tests.sizes import MICRO_DREAMER
 from wmlab.cli import app
 from wmlab.envs.contexts import context_space, expert_contexts
 from wmlab.eval.zero_shot import ExpertTable, grid_records
 
-FAST = [
-    "model.deter=16",
-    "model.hidden=16",
-    "model.stoch=4",
-    "model.classes=4",
-    "model.units=16",
-    "model.encoder_units=16",
-    "train.batch_size=2",
-    "train.batch_length=8",
-    "train.train_ratio=4",
-    "ctx.window=4",
-    "ctx.width=8",
-    "ctx.fw_units=8",
-]
+FAST = [*MICRO_DREAMER, "train.train_ratio=4", "ctx.window=4", "ctx.width=8", "ctx.fw_units=8"]
 
 
 def test_train_grid_eval_and_zero_shot_report_end_to_end(tmp_path):

@@ -1,22 +1,13 @@
 import numpy as np
 import torch
 
+from tests.sizes import MICRO_DREAMER
 from wmlab.config import build_config
 from wmlab.dreamer.agent import DreamerAgent
 from wmlab.dreamer.behavior import lambda_returns
 from wmlab.dreamer.config import DreamerConfig
 
-SMALL = [
-    "model.deter=32",
-    "model.hidden=32",
-    "model.stoch=4",
-    "model.classes=4",
-    "model.units=32",
-    "model.encoder_units=32",
-    "train.batch_size=4",
-    "train.batch_length=8",
-    "behavior.horizon=5",
-]
+SMALL = [*MICRO_DREAMER, "train.batch_size=4", "behavior.horizon=5"]
 
 
 def test_lambda_returns_match_the_recursion():

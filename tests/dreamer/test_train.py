@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import wmlab.envs
+from tests.sizes import MICRO_DREAMER
 from wmlab.config import build_config
 from wmlab.dreamer.agent import DreamerAgent
 from wmlab.dreamer.config import DreamerConfig
@@ -18,21 +19,7 @@ from wmlab.dreamer.train import train_dreamer
 from wmlab.errors import WmlabError
 from wmlab.runs import Checkpointer, read_metrics
 
-FAST = [
-    "model.deter=32",
-    "model.hidden=32",
-    "model.stoch=4",
-    "model.classes=4",
-    "model.units=32",
-    "model.encoder_units=32",
-    "model.cnn_depth=4",
-    "train.batch_size=4",
-    "train.batch_length=8",
-    "behavior.horizon=5",
-    "train.train_ratio=8",
-    "train.log_every=50",
-    "train.checkpoint_every=100",
-]
+FAST = [*MICRO_DREAMER, "train.batch_size=4", "train.train_ratio=8", "train.log_every=50", "train.checkpoint_every=100"]
 
 
 def _cfg(*overrides):

@@ -2,21 +2,12 @@ import json
 
 import pytest
 
+from tests.sizes import MICRO_DREAMER
 from wmlab.errors import WmlabError
 from wmlab.eval import experts
 from wmlab.eval.zero_shot import ExpertTable
 
-FAST = [
-    "model.deter=16",
-    "model.hidden=16",
-    "model.stoch=4",
-    "model.classes=4",
-    "model.units=16",
-    "model.encoder_units=16",
-    "train.batch_size=2",
-    "train.batch_length=8",
-    "train.train_ratio=4",
-]
+FAST = [*MICRO_DREAMER, "train.train_ratio=4"]
 
 
 def test_experts_are_trained_once_reused_and_tabled(tmp_path, monkeypatch):

@@ -142,23 +142,16 @@ def train_dreamer(cfg: DreamerConfig, run_path: str | Path, show_progress: bool 
         agent.load_training_state(checkpoint["agent"])
         counters = Counters(**checkpoint["counters"])
         np_rng.bit_generator.state = checkpoint["np_rng"]
-        replay = Replay.load(
-            run.replay_dir,
-            t.replay_capacity,
-            t.batch_length,
-            cfg.env.num_envs,
-            t.replay_chunk,
-            steps_per_worker=checkpoint["replay_steps"],
-        )
-    else:
-        replay = Replay.load(
-            run.replay_dir,
-            t.replay_capacity,
-            t.batch_length,
-            cfg.env.num_envs,
-            t.replay_chunk,
-            steps_per_worker=[0] * cfg.env.num_envs,
-        )
+    # the replay as it was at the checkpoint (empty without one): later steps died with the process
+    replay_steps = checkpoint["replay_steps"] if checkpoint is not None else [0] * cfg.env.num_envs
+    replay = Replay.load(
+        run.replay_dir,
+        t.replay_capacity,
+        t.batch_length,
+        cfg.env.num_envs,
+        t.replay_chunk,
+        steps_per_worker=replay_steps,
+    )
     truncate_metrics(run.metrics_path, counters.env_steps)
     logger = MetricLogger(run)
     if checkpoint is not None:  # fresh episodes after a resume, drawn from the resume point
