@@ -206,3 +206,38 @@ def test_gather_windows_matches_python_indexing():
     for b in range(2):
         for t in range(7):
             torch.testing.assert_close(windows[b, t], values[b, idx[b, t]])
+
+
+@pytest.mark.parametrize("kind", ["forward", "inverse"])
+def test_alignment_loss_matches_the_definition(kind):
+    from wmlab.dreamer.context import TransitionModel, alignment_loss
+
+    torch.manual_seed(0)
+    b, t, k, dx, a, dc = 2, 7, 4, 3, 2, 5
+    x, action, context = torch.randn(b, t, dx), torch.randn(b, t, a), torch.randn(b, t, dc)
+    is_first = torch.zeros(b, t, dtype=torch.bool)
+    is_first[0, 4] = True
+    idx, mask = window_index(is_first, k)
+    model = TransitionModel(dx + a if kind == "forward" else 2 * dx, dc, dx if kind == "forward" else a, 8, 2)
+    loss = alignment_loss(model, kind, x, action, context, idx, mask)
+    windows = []
+    for bi in range(b):
+        for ti in range(t):
+            terms = []
+            for j in range(k - 1):
+                if not mask[bi, ti, j]:
+                    continue
+                src, dst = idx[bi, ti, j], idx[bi, ti, j + 1]
+                assert dst == src + 1, "a valid transition links consecutive steps"
+                c = model.first_context(context[bi, ti])
+                if kind == "forward":
+                    pred = model(model.first(torch.cat([x[bi, src], action[bi, src]])), c)
+                    terms.append((pred - x[bi, dst]).pow(2).mean())
+                else:
+                    pred = model(model.first(torch.cat([x[bi, src], x[bi, dst]])), c)
+                    terms.append((pred - action[bi, src]).pow(2).mean())
+            if terms:
+                windows.append(torch.stack(terms).mean())
+    torch.testing.assert_close(loss, torch.stack(windows).mean())
+    subset = alignment_loss(model, kind, x, action, context, idx, mask, 1, torch.Generator().manual_seed(0))
+    assert torch.isfinite(subset) and subset != loss

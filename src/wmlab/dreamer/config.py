@@ -91,6 +91,8 @@ class ContextConfig:
     crossmodal_scale: float = 1.0  #: lambda_chi
     wm_grad: bool = False  #: let L_wm train the context encoder (experimental; the release stops it)
     embed_stopgrad: bool = False  #: pixel tokens: stop L_dali gradients into the CNN
+    fw_max_transitions: Optional[int] = None  #: state runs: random valid transitions per window in L_dali (None: all)
+    fw_max_transitions_pixels: Optional[int] = None  #: the same for pixel runs (4096-d targets are costly)
 
 
 VARIANTS = ("dreamer", "crssm-s", "crssm-d", "dali-s", "dali-d")

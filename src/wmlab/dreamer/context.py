@@ -179,14 +179,21 @@ def alignment_loss(
     context: torch.Tensor,
     idx: torch.Tensor,
     mask: torch.Tensor,
+    max_transitions: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """L_fw or L_inv of every window (spec §5.5), averaged over windows with at least one valid transition.
 
     x (B, T, D_x) token features, action (B, T, A) with action[:, k] = a_k (the action taken at step k), context
-    (B, T, d_c) with gradient, idx / mask (B, T, K) from :func:`window_index`.
+    (B, T, d_c) with gradient, idx / mask (B, T, K) from :func:`window_index`. ``max_transitions`` scores a random
+    subset of that many window positions per window (cheaper for 4096-d pixel targets).
     """
     src, dst = idx[..., :-1], idx[..., 1:]  # transition j: step k_j -> k_j + 1
     valid = mask[..., :-1].float()  # (B, T, K-1); mask[j] implies the successor is real and in the same episode
+    if max_transitions is not None and max_transitions < src.shape[-1]:
+        noise = torch.rand(src.shape, generator=generator, device=src.device)
+        keep = noise.argsort(-1)[..., :max_transitions]
+        src, dst, valid = src.gather(-1, keep), dst.gather(-1, keep), valid.gather(-1, keep)
     if kind == "forward":
         step_part = gather_windows(model.first(torch.cat([x, action], -1)), src)
         target = gather_windows(x, dst)

@@ -235,7 +235,8 @@ class WorldModel(nn.Module):
         x = inferred["x"].detach() if c.embed_stopgrad and self.modality == "pixels" else inferred["x"]
         prev = batch["prev_action"]
         taken = torch.cat([prev[:, 1:], torch.zeros_like(prev[:, :1])], 1)  # a_k = action part of u_{k+1}
-        args = (x, taken, inferred["context"], inferred["idx"], inferred["mask"])
+        limit = c.fw_max_transitions_pixels if self.modality == "pixels" else c.fw_max_transitions
+        args = (x, taken, inferred["context"], inferred["idx"], inferred["mask"], limit, generator)
         total, metrics = 0.0, {}
         if c.repr_loss in ("forward", "both"):
             metrics["dali/forward"] = alignment_loss(self.forward_model, "forward", *args)
