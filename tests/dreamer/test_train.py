@@ -10,7 +10,7 @@ import pytest
 
 import wmlab.envs
 from tests.sizes import MICRO_DREAMER
-from wmlab.config import build_config
+from wmlab.config import build_config, from_dict
 from wmlab.dreamer.agent import DreamerAgent
 from wmlab.dreamer.config import DreamerConfig
 from wmlab.dreamer.evaluation import evaluate_run
@@ -110,7 +110,8 @@ def test_sigkill_then_same_command_resumes_where_it_stopped(tmp_path):
     assert sum(final["replay_steps"]) >= sum(saved["replay_steps"]) + 100, "replay continues, not restarted"
     steps = [r["step"] for r in read_metrics(run / "metrics.jsonl")]
     assert steps == sorted(steps) and steps[-1] == at + 100, "metrics continue from the checkpoint"
-    fresh = DreamerAgent(final["config"], obs_dim=3, action_dim=1, discrete=False).state_dict()
+    fresh = DreamerAgent(from_dict(DreamerConfig, final["config"]), obs_dim=3, action_dim=1, discrete=False)
+    fresh = fresh.state_dict()
     weights = [k for k in params if params[k].is_floating_point() and params[k].dim() == 2]
 
     def distance(state):

@@ -66,7 +66,12 @@ class DreamerAgent(nn.Module):
         return out
 
     def train_step(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
-        """One world-model update and one actor-critic update on a replay batch (B, T, ...)."""
+        """One world-model update and one actor-critic update on a replay batch (B, T, ...).
+
+        With ``train.carry_state`` the last posterior of each batch slot starts the next batch's slot (DreamerV3 v1);
+        the action into the first step is the replay's own ``prev_action`` (exact, unlike a carried action from an
+        unrelated window), and ``is_first`` inside a window resets as usual.
+        """
         data = self.to_torch(batch)
         start = self._carry if self.cfg.train.carry_state else None
         if start is not None and start["deter"].shape[0] != data["prev_action"].shape[0]:

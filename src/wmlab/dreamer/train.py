@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from wmlab.config import to_dict
 from wmlab.data.replay import Replay
 from wmlab.dreamer.agent import DreamerAgent, resolve_device
 from wmlab.dreamer.config import RESUMABLE_KEYS, DreamerConfig
@@ -180,7 +181,7 @@ def train_dreamer(cfg: DreamerConfig, run_path: str | Path, show_progress: bool 
                 "counters": vars(counters).copy(),
                 "np_rng": np_rng.bit_generator.state,
                 "replay_steps": replay.steps_per_worker,
-                "config": cfg,
+                "config": to_dict(cfg),  # plain data: checkpoints stay readable when config classes evolve
             },
         )
 
