@@ -36,16 +36,28 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run", default=None, help="run directory (default: a temporary one)")
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--summarize-only",
+        action="store_true",
+        help="do not train: summarise the metrics of an existing --run (e.g. one that was stopped)",
+    )
+    parser.add_argument("--note", default=None, help="a note stored with the result")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
     args = parser.parse_args()
     overrides = [f"env.name={args.env}", f"train.steps={args.steps}", f"seed={args.seed}", *args.overrides]
     if args.stop:
         overrides.append(f"train.stop_return={args.threshold}")
-    cfg = build_config(DreamerConfig, "dreamer", args.preset, overrides=overrides)
     run = args.run or tempfile.mkdtemp(prefix=f"dreamer-{args.env}-")
     start = time.perf_counter()
-    summary = train_dreamer(cfg, run, show_progress=True)
-    wall = time.perf_counter() - start
+    if args.summarize_only:
+        records = read_metrics(os.path.join(run, "metrics.jsonl"))
+        last = [r for r in records if "progress/updates" in r][-1]
+        summary = {"env_steps": last["step"], "updates": int(last["progress/updates"])}
+        wall = None
+    else:
+        cfg = build_config(DreamerConfig, "dreamer", args.preset, overrides=overrides)
+        summary = train_dreamer(cfg, run, show_progress=True)
+        wall = time.perf_counter() - start
     episodes = [
         (r["step"], r["episode/return"])
         for r in read_metrics(os.path.join(run, "metrics.jsonl"))
@@ -74,6 +86,7 @@ def main() -> None:
             + args.overrides
         ),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "note": args.note,
     }
     out = args.out or f"benchmarks/results/dreamer_{args.env}_{args.preset}.json"
     atomic_write_text(out, json.dumps(result, indent=1) + "\n")

@@ -3,7 +3,8 @@
 
     python benchmarks/zero_shot_study.py --env pendulum --steps 6000 --seeds 0,1,2 --episodes 5 --workers 2
 
-Every stage reuses what exists under ``--root`` (runs resume, finished runs and evaluations are skipped), so the
+The variants are trained and grid-evaluated first, then the experts and the random baseline. Every stage reuses
+what exists under ``--root`` (runs resume, finished runs and evaluations are skipped), so the
 study can be stopped and continued. The report goes to benchmarks/results/zero_shot_<env>/.
 """
 
@@ -39,13 +40,9 @@ def main() -> None:
     root = Path(args.root) / args.env
     seeds = [int(s) for s in args.seeds.split(",")]
     expert_seeds = [int(s) for s in args.expert_seeds.split(",")]
-    train_experts(args.env, root / "experts", expert_seeds, args.preset, args.steps)
-    table_path = root / "experts" / args.env / "experts.json"
-    if not table_path.exists():
-        build_expert_table(args.env, root / "experts", expert_seeds, args.episodes, args.workers)
     runs = []
-    for variant in args.variants.split(","):
-        for seed in seeds:
+    for seed in seeds:  # seed-major: every variant of a seed before the next seed
+        for variant in args.variants.split(","):
             run = root / f"{variant}-s{seed}"
             overrides = [
                 f"variant={variant}",
@@ -65,6 +62,10 @@ def main() -> None:
             if not done:
                 evaluate_grid(run, args.episodes, args.workers, show_progress=True)
             runs.append(run)
+    train_experts(args.env, root / "experts", expert_seeds, args.preset, args.steps)
+    table_path = root / "experts" / args.env / "experts.json"
+    if not table_path.exists():
+        build_expert_table(args.env, root / "experts", expert_seeds, args.episodes, args.workers)
     out = args.out or f"benchmarks/results/zero_shot_{args.env}"
     zero_shot_report(runs, table_path, out, args.reps)
     print("wrote", out)
