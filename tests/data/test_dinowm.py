@@ -28,7 +28,9 @@ def _write_split(folder, lengths, size=32, digits=3, seed=0):
         pickle.dump(lengths, f)
     torch.save(torch.zeros(3), folder / "tokens.pth")  # extra files are ignored with a notice
     for i, length in enumerate(lengths):
-        shade = np.full((length, size, size, 3), (40 + 20 * i) % 256, np.uint8)  # flat frames survive H.264 nearly exactly
+        shade = np.full(
+            (length, size, size, 3), (40 + 20 * i) % 256, np.uint8
+        )  # flat frames survive H.264 nearly exactly
         imageio.mimsave(folder / "obses" / f"episode_{i:0{digits}d}.mp4", list(shade), fps=10, macro_block_size=1)
     return arrays
 

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+
+from wmlab.data.features import FeatureCache, FeatureWindows, encode_dataset, pool_tokens
+from wmlab.data.trajectories import EpisodeStore
+from wmlab.errors import WmlabError
+
+
+class BlockMeanEncoder:
+    """A deterministic stand-in encoder: mean colour of each 4 x 4 block of a 16 px image -> 16 tokens x 3."""
+
+    token_shape = (16, 3)
+
+    def __init__(self, fail_after: int | None = None):
+        self.calls, self.fail_after = 0, fail_after
+
+    def describe(self):
+        return {"id": "block-mean", "size": 16}
+
+    def encode(self, images):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C
+        x = torch.as_tensor(images).float().reshape(-1, 4, 4, 4, 4, 3).mean((2, 4)) / 255
+        return x.reshape(-1, 16, 3)
+
+
+def _store(tmp_path, lengths=(12, 17, 9, 14)):
+    rng = np.random.default_rng(0)
+    store = EpisodeStore.create(tmp_path / "d", 16, {})
+    for i, n in enumerate(lengths):
+        store.append_episode(
+            {
+                "images": rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8),
+                "states": rng.normal(size=(n, 5)),
+                "velocities": rng.normal(size=(n, 2)),
+                "rel_actions": rng.normal(0, 20, (n, 2)),
+                "abs_actions": rng.normal(size=(n, 2)),
+            },
+            "val" if i == 3 else "train",
+        )
+    store.finalize()
+    return EpisodeStore.open(tmp_path / "d")
+
+
+def test_cache_windows_equal_freshly_encoded_frames(tmp_path):
+    store = _store(tmp_path)
+    encoder = BlockMeanEncoder()
+    cache = encode_dataset(store, encoder, "block-16", batch_size=5, show_progress=False)
+    windows = FeatureWindows(store, cache, "train", history=1, frameskip=5)
+    assert len(windows) == (12 - 9) + (17 - 9) + (9 - 9), "starts s in [0, T - (h + 1) fs]"
+    item = windows[4]
+    start = int(windows.starts[4])
+    fresh = encoder.encode(np.asarray(store.group["images"][[start, start + 5]])).numpy()
+    np.testing.assert_allclose(item["tokens"], fresh, atol=1e-3)  # fp16 storage
+    rel = np.asarray(store.group["rel_actions"][start : start + 10])
+    stats = store.attrs["statistics"]
+    expected = ((rel / 100 - stats["action_mean"]) / stats["action_std"]).reshape(2, 10)
+    np.testing.assert_allclose(item["actions"], expected, rtol=1e-5)
+    assert item["actions"][0, :2].tolist() == pytest.approx(expected[0, :2].tolist())  # row k = steps of frame k
+    assert FeatureWindows(store, cache, "val").starts.tolist() == list(range(38, 38 + 14 - 9))
+
+
+def test_interrupted_encoding_resumes_to_the_same_cache(tmp_path):
+    store = _store(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        encode_dataset(store, BlockMeanEncoder(fail_after=3), "c", batch_size=5, show_progress=False)
+    with pytest.raises(WmlabError, match="incomplete"):
+        FeatureCache(store.path / "features" / "c").open(store)
+    resumed = BlockMeanEncoder()
+    cache = encode_dataset(store, resumed, "c", batch_size=5, show_progress=False)
+    assert resumed.calls == 11 - 3, "only the missing batches are encoded"
+    reference = encode_dataset(store, BlockMeanEncoder(), "ref", batch_size=7, show_progress=False)
+    np.testing.assert_array_equal(cache.open(store), reference.open(store))
+
+
+def test_cache_of_another_dataset_is_refused(tmp_path):
+    store = _store(tmp_path)
+    cache = encode_dataset(store, BlockMeanEncoder(), "c", show_progress=False)
+    other = _store(tmp_path / "other", lengths=(12, 17, 9, 15))
+    with pytest.raises(WmlabError, match="another version"):
+        cache.open(other)
+
+
+def test_pooling_averages_the_patch_grid():
+    tokens = np.arange(16, dtype=np.float32).reshape(1, 16, 1)
+    pooled = pool_tokens(tokens, 2)
+    assert pooled.shape == (1, 4, 1)
+    assert pooled[0, 0, 0] == np.mean([0, 1, 4, 5])
+    with pytest.raises(WmlabError, match="pool"):
+        pool_tokens(np.zeros((1, 16, 2)), 3)
