@@ -1,0 +1,30 @@
+"""The ``wmlab`` application object, its console and small argument parsers shared by the command modules."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from wmlab.errors import WmlabError
+
+app = typer.Typer(
+    help="wmlab: world models that generalize.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+
+def parse_assignments(items: list[str]) -> dict[str, float]:
+    """``["gravity=4", "actuator_strength=0.5"]`` -> ``{"gravity": 4.0, "actuator_strength": 0.5}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise WmlabError(f"context values look like feature=value (for example gravity=4.0), got {item!r}")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise WmlabError(f"context value for {key!r} must be a number, got {value!r}") from None
+    return out

@@ -1,0 +1,81 @@
+"""`wmlab data ...`: offline trajectory datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from wmlab.cli.app import app, console
+
+data_app = typer.Typer(help="Offline trajectory datasets: inspect, view, import, subset.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("info")
+def data_info_cmd(path: Path = typer.Argument(..., help="a dataset folder (episode store)")) -> None:
+    """Episodes per split, lengths, image size, action statistics, contact and block-moved fractions."""
+    from wmlab.data.summary import summarize
+    from wmlab.data.trajectories import EpisodeStore
+
+    info = summarize(EpisodeStore.open(path))
+    length, rel = info["length"], info["abs_rel_px"]
+    console.print(f"[bold]{path}[/bold]  origin: {escape(str(info['origin']))}")
+    console.print(
+        f"  episodes: train {info['episodes']['train']}, val {info['episodes']['val']}; length "
+        f"{length['min']}-{length['max']} (mean {length['mean']:.1f}); images {info['image_size']} px"
+    )
+    mean, std, padded = info["action_mean_px"], info["action_std_px"], info["action_std_padded_equivalent_px"]
+    console.print(
+        f"  relative actions (px, valid steps): mean ({mean[0]:.2f}, {mean[1]:.2f}), std ({std[0]:.2f}, "
+        f"{std[1]:.2f}); padded-equivalent std ({padded[0]:.2f}, {padded[1]:.2f}); |rel| p50 "
+        f"{rel['p50']:.1f}, p99 {rel['p99']:.1f}, max {rel['max']:.1f}"
+    )
+    contact = info["contact_fraction"]
+    console.print(
+        f"  block moved in {100 * info['block_moved_fraction']:.1f}% of episodes; agent-block contact in "
+        + (f"{100 * contact:.1f}% of steps" if contact is not None else "(not recorded)")
+    )
+
+
+@data_app.command("show")
+def data_show_cmd(
+    path: Path = typer.Argument(..., help="a dataset folder"),
+    episode: int = typer.Option(0, help="episode index"),
+    out: Optional[Path] = typer.Option(None, help="video path (.mp4 or .gif); default episode-<i>.mp4"),
+    fps: float = typer.Option(10.0, help="frames per second (the data are 10 Hz)"),
+) -> None:
+    """Write a video of one episode."""
+    from wmlab.data.trajectories import EpisodeStore
+    from wmlab.media import write_video
+
+    frames = EpisodeStore.open(path).episode(episode, ("images",))["images"]
+    console.print(f"wrote {write_video(out or Path(f'episode-{episode}.mp4'), frames, fps)} ({len(frames)} frames)")
+
+
+@data_app.command("import-dinowm")
+def data_import_cmd(
+    source: Path = typer.Argument(..., help="a DINO-WM PushT dataset folder with train/ and val/"),
+    out: Path = typer.Option(..., help="the episode store to write"),
+) -> None:
+    """Convert the original DINO-WM on-disk format (unpickles .pth/.pkl: import trusted data only). Resumable."""
+    from wmlab.data.dinowm import import_dinowm
+
+    store = import_dinowm(source, out)
+    console.print(f"imported {store.num_episodes} episodes into {out}")
+
+
+@data_app.command("subset")
+def data_subset_cmd(
+    source: Path = typer.Argument(..., help="the original DINO-WM dataset (its train/ split is sampled)"),
+    out: Path = typer.Option(..., help="output folder, in the DINO-WM format"),
+    n: int = typer.Option(10000, help="episodes in the subset: 1000 or 10000 reproduce the fork's subsets"),
+    seed: int = typer.Option(0, help="recipe seed (the fork uses 0)"),
+) -> None:
+    """The fork's 1k / 10k subset recipe: 90/10 train/val drawn from the original train split."""
+    from wmlab.data.dinowm import subset_dinowm
+
+    info = subset_dinowm(source, out, n, seed)
+    console.print(f"wrote {out}: {info['n_train']} train / {n - info['n_train']} val episodes")
