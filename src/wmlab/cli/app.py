@@ -14,6 +14,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+train_app = typer.Typer(help="Train agents and world models.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
 
 def parse_assignments(items: list[str]) -> dict[str, float]:

@@ -9,10 +9,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from wmlab.cli.app import app, console, parse_assignments
-
-train_app = typer.Typer(help="Train agents and world models.", no_args_is_help=True)
-app.add_typer(train_app, name="train")
+from wmlab.cli.app import app, console, parse_assignments, train_app
 
 
 def _context_alias(override: str) -> str:

@@ -1,0 +1,43 @@
+"""`wmlab train latent`: latent-action world models on a feature cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from wmlab.cli.app import console, train_app
+
+
+@train_app.command("latent", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_latent_cmd(
+    ctx: typer.Context,
+    run: Path = typer.Option(..., help="run directory; re-running the same command resumes it"),
+    variant: Optional[str] = typer.Option(None, help="action | la | la-vq"),
+    data: Optional[Path] = typer.Option(None, help="the dataset (episode store) with its feature cache"),
+    features: Optional[str] = typer.Option(None, help="feature cache name, e.g. dinov2-224, dinov2-112, state"),
+    preset: str = typer.Option("state", help="paper (GPU) | cpu | cpu-pooled | state"),
+    steps: Optional[int] = typer.Option(None, help="training steps"),
+    seed: Optional[int] = typer.Option(None, help="run seed"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Train a latent world model offline. Extra KEY=VALUE arguments override config keys (model.vq.num_codes=32)."""
+    from wmlab.config import build_config
+    from wmlab.latent.train import LatentConfig, train_latent
+
+    extra: dict = {}
+    for section, key, value in (
+        ("model", "variant", variant),
+        ("data", "path", str(data) if data else None),
+        ("data", "features", features),
+        ("train", "max_steps", steps),
+    ):
+        if value is not None:
+            extra.setdefault(section, {})[key] = value
+    if seed is not None:
+        extra["seed"] = seed
+    cfg = build_config(LatentConfig, "latent", preset, overrides=ctx.args, extra=extra)
+    summary = train_latent(cfg, run, show_progress=progress)
+    loss = summary.get("train/latent_pred_loss")
+    console.print(f"done: {summary['step']} steps" + (f", prediction loss {loss:.4f}" if loss is not None else ""))

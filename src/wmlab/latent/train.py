@@ -1,0 +1,187 @@
+"""Offline training of a latent world model on a feature cache (spec/latent_actions.md §6.9-§6.10, §6.14).
+
+One AdamW per module group (predictor, action encoder or IDM + W_down), all stepping every iteration, no schedule.
+Batches come from seeded per-epoch permutations of the training windows, so a resumed run draws exactly the batches
+the uninterrupted run would have drawn. Checkpoints are atomic; re-running the same command resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wmlab.config import to_dict
+from wmlab.data.features import FeatureCache, FeatureWindows
+from wmlab.data.trajectories import EpisodeStore
+from wmlab.errors import WmlabError
+from wmlab.latent.world_model import LatentModelConfig, LatentWorldModel
+from wmlab.runs import Checkpointer, MetricLogger, open_run, progress_bar, seed_everything, truncate_metrics
+
+
+@dataclass
+class LatentDataConfig:
+    path: str = "data/pusht"  #: the episode store
+    features: str = "dinov2-224"  #: feature cache name under <path>/features/ (``state`` for the state encoder)
+    pool: int = 1  #: average-pool the patch grid k x k when reading the cache
+
+
+@dataclass
+class LatentTrainConfig:
+    batch_size: int = 64  #: global batch
+    max_steps: int = 162_700  #: 10 epochs of the 10k subset
+    lr_predictor: float = 5e-5
+    lr_action_encoder: float = 2e-4
+    lr_idm: float = 2.5e-5  #: IDM + W_down (+ VQ)
+    weight_decay: float = 0.01
+    log_every: int = 100
+    checkpoint_every: int = 2000
+    latent_stats_windows: int = 50_000  #: train windows summarised into latent-action statistics at the end
+    device: str = "auto"
+
+
+@dataclass
+class LatentConfig:
+    seed: int = 0
+    data: LatentDataConfig = field(default_factory=LatentDataConfig)
+    model: LatentModelConfig = field(default_factory=LatentModelConfig)
+    train: LatentTrainConfig = field(default_factory=LatentTrainConfig)
+
+
+RESUMABLE_KEYS = ("train.max_steps", "train.log_every", "train.checkpoint_every", "train.device")
+
+
+def open_windows(cfg: LatentConfig, split: str) -> FeatureWindows:
+    store = EpisodeStore.open(cfg.data.path)
+    cache = FeatureCache(Path(cfg.data.path) / "features" / cfg.data.features)
+    pool = cfg.data.pool if cfg.data.pool > 1 else None
+    windows = FeatureWindows(store, cache, split, cfg.model.history, cfg.model.frameskip, pool)
+    if len(windows) == 0:
+        raise WmlabError(
+            f"the {split} split of {cfg.data.path} has no window of {cfg.model.history + 1} frames at "
+            f"frameskip {cfg.model.frameskip}: episodes are too short"
+        )
+    return windows
+
+
+def batch_indices(num_windows: int, batch_size: int, step: int, seed: int) -> np.ndarray:
+    """The window indices of global step ``step``: consecutive slices of a fresh seeded permutation per epoch."""
+    per_epoch = max(1, num_windows // batch_size)
+    epoch, position = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(num_windows)
+    return order[position * batch_size : (position + 1) * batch_size]
+
+
+def collate(windows: FeatureWindows, indices: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+    items = [windows[int(i)] for i in indices]
+    return {k: torch.as_tensor(np.stack([item[k] for item in items]), device=device) for k in ("tokens", "actions")}
+
+
+def make_optimizers(model: LatentWorldModel, t: LatentTrainConfig) -> dict[str, torch.optim.Optimizer]:
+    def adamw(module: torch.nn.Module, lr: float) -> torch.optim.AdamW:
+        return torch.optim.AdamW(
+            [p for p in module.parameters() if p.requires_grad], lr=lr, weight_decay=t.weight_decay
+        )
+
+    if model.cfg.variant == "action":
+        conditioning = {"action_encoder": adamw(model.action_encoder, t.lr_action_encoder)}
+    else:
+        conditioning = {"idm": adamw(model.latent_actions, t.lr_idm)}
+    return {"predictor": adamw(model.predictor, t.lr_predictor), **conditioning}
+
+
+@torch.no_grad()
+def latent_action_statistics(model: LatentWorldModel, windows: FeatureWindows, limit: int, device) -> dict:
+    """Per-dimension mean and std of the latent actions (z_q for la-vq) over up to ``limit`` train windows."""
+    model.eval()
+    chosen = np.random.default_rng(0).permutation(len(windows))[:limit]
+    values = []
+    for start in range(0, len(chosen), 256):
+        batch = collate(windows, chosen[start : start + 256], device)
+        conditioning, _ = model.conditioning(batch["tokens"], batch["actions"], step=10**9)
+        values.append(conditioning[:, 0].cpu())
+    model.train()
+    latents = torch.cat(values)
+    return {"mean": latents.mean(0).tolist(), "std": latents.std(0).tolist(), "windows": len(chosen)}
+
+
+def train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) a latent world model in ``run_path``; returns the final step and losses."""
+    run, resumed = open_run(run_path, cfg, RESUMABLE_KEYS)
+    seed_everything(cfg.seed)
+    t = cfg.train
+    device = torch.device(
+        "cuda" if t.device == "auto" and torch.cuda.is_available() else "cpu" if t.device == "auto" else t.device
+    )
+    windows = open_windows(cfg, "train")
+    tokens, dim = windows[0]["tokens"].shape[1:]
+    model = LatentWorldModel(cfg.model, tokens, dim, cfg.seed).to(device).train()
+    optimizers = make_optimizers(model, t)
+    checkpointer = Checkpointer(run.checkpoints_dir)
+    state = checkpointer.load_latest() if resumed else None
+    step = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        step = state["step"]
+    truncate_metrics(run.metrics_path, step)
+    cache_meta = FeatureCache(Path(cfg.data.path) / "features" / cfg.data.features).meta
+
+    def save(extra: dict | None = None) -> None:
+        checkpointer.save(
+            step,
+            {
+                "model": model.state_dict(),
+                "step": step,
+                "config": to_dict(cfg),
+                "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                "statistics": {"action_mean": windows.action_mean.tolist(), "action_std": windows.action_std.tolist()},
+                "encoder": cache_meta["encoder"],
+                "dataset": cache_meta["fingerprint"],
+                "token_shape": [int(tokens), int(dim)],
+                **(extra or {}),
+            },
+        )
+
+    metrics: dict[str, float] = {}
+    with ExitStack() as stack:
+        logger = stack.enter_context(MetricLogger(run))
+        bar = (
+            stack.enter_context(progress_bar(f"train latent {cfg.model.variant}", t.max_steps, "steps"))
+            if show_progress
+            else (lambda *a, **k: None)
+        )
+        bar(step)
+        clock, clock_step, sums, count = time.perf_counter(), step, {}, 0
+        while step < t.max_steps:
+            batch = collate(windows, batch_indices(len(windows), t.batch_size, step, cfg.seed), device)
+            loss, parts = model.loss(batch["tokens"], batch["actions"], step)
+            for optimizer in optimizers.values():
+                optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for optimizer in optimizers.values():
+                optimizer.step()
+            step += 1
+            count += 1
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+            if step % t.log_every == 0 or step == t.max_steps:
+                now = time.perf_counter()
+                metrics = {f"train/{k}": v / count for k, v in sums.items()}
+                metrics["perf/steps_per_s"] = (step - clock_step) / (now - clock)
+                logger.log(step, metrics)
+                clock, clock_step, sums, count = now, step, {}, 0
+            if step % t.checkpoint_every == 0:
+                save()
+            bar(1, loss=float(parts["latent_pred_loss"]))
+    extra = {}
+    if cfg.model.variant != "action":
+        extra["latent_statistics"] = latent_action_statistics(model, windows, t.latent_stats_windows, device)
+    save(extra)
+    return {"step": step, **metrics}
