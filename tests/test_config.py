@@ -29,6 +29,7 @@ def test_overrides_are_typed_and_nested():
     assert cfg.model.deter == 256 and cfg.model.hidden == 512
     assert cfg.lr == 3.0 and isinstance(cfg.lr, float)
     assert cfg.layers == [64, 32] and cfg.contexts == "double_box"
+    assert build_config(TrainConfig, overrides=["lr=3e-5"]).lr == 3e-5, "YAML reads 3e-5 as a string"
 
 
 def test_unknown_key_names_valid_keys_and_nearest():
