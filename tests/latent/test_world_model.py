@@ -98,3 +98,15 @@ def test_rollout_matches_repeated_prediction_and_checks_shapes():
     assert history.rollout(torch.randn(2, 1, 4, 8), torch.randn(2, 5, 6)).shape == (2, 6, 4, 8)
     with pytest.raises(WmlabError, match="at most"):
         history.predictor(torch.randn(1, 4, 4, 14))
+
+
+def test_evaluation_uses_the_schedule_at_the_trained_step():
+    model = _model("la-vq", warmup=100, mix=0).train()
+    tokens, actions = torch.randn(3, 2, 4, 8), torch.zeros(3, 2, 10)
+    _, early = model.conditioning(tokens, actions, step=5)
+    assert float(early["alpha"]) == 0.0
+    model.loss(tokens, actions, step=150)
+    model.eval()
+    e, extras = model.conditioning(tokens, actions)
+    assert float(extras["alpha"]) == 1.0, "a model trained past the warm-up is evaluated quantised"
+    torch.testing.assert_close(e[:, :1], model.latent_actions.quantizer.lookup(extras["indices"]))

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from wmlab.cli.app import console, train_app
+from wmlab.cli.app import app, console, train_app
 
 
 @train_app.command("latent", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -41,3 +41,27 @@ def train_latent_cmd(
     summary = train_latent(cfg, run, show_progress=progress)
     loss = summary.get("train/latent_pred_loss")
     console.print(f"done: {summary['step']} steps" + (f", prediction loss {loss:.4f}" if loss is not None else ""))
+
+
+@app.command("metrics")
+def metrics_cmd(
+    run: Path = typer.Argument(..., help="a latent world-model run"),
+    rollouts: int = typer.Option(600, help="open-loop rollouts for rollout_mse"),
+    max_batches: Optional[int] = typer.Option(None, help="limit the val batches (default: all)"),
+) -> None:
+    """Validation metrics (prediction error, rollout MSE, swap score, shuffle delta, codebook use) with 95% CIs."""
+    from wmlab.latent.run import run_metrics
+
+    result = run_metrics(run, rollouts, max_batches)
+    for name in ("latent_pred_error", "rollout_mse", "swap_score", "shuffle_delta", "vq_commit_loss"):
+        if name in result and "mean" in result[name]:
+            value = result[name]
+            console.print(
+                f"  {name}: {value['mean']:.4f} [{value.get('ci_low', float('nan')):.4f}, "
+                f"{value.get('ci_high', float('nan')):.4f}]"
+            )
+    for name in ("perplexity", "perplexity_norm", "dead_code_rate"):
+        if name in result:
+            console.print(f"  {name}: {result[name]:.3f}")
+    flagged = [flag for flag, on in result["flags"].items() if on]
+    console.print(f"flags: {', '.join(flagged) or 'none'}; wrote {run / 'results' / 'metrics.json'}")

@@ -107,15 +107,24 @@ class LatentActionHead(nn.Module):
         super().__init__()
         self.idm, self.quantizer, self.warmup, self.mix = idm, quantizer, warmup, mix
         self.down = nn.Linear(idm_dim, latent_dim)
+        # the global step the model was trained to: evaluation uses the schedule's alpha at that step
+        self.register_buffer("trained_steps", torch.zeros((), dtype=torch.long))
 
-    def forward(self, v: torch.Tensor, step: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, v: torch.Tensor, step: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """v (B, T, P, E) -> latent actions (B, T, A) and extras (commitment loss, indices, alpha).
+
+        ``step`` is the global training step of the two-phase schedule; None (evaluation, planning) uses the step
+        the model was trained to.
 
         e_t = W_down(IDM(v)_{t+1}) for t < T - 1 and the last entry duplicated; VQ sees only the T - 1 real entries.
         """
         raw = self.down(self.idm(v))  # (B, T, A): entry t encodes frames <= t
         real = raw[:, 1:]
         extras: dict[str, torch.Tensor] = {"commitment": real.new_zeros(())}
+        if step is None:
+            step = int(self.trained_steps)
+        elif self.training:
+            self.trained_steps.fill_(step)
         if self.quantizer is not None:
             alpha = two_phase_alpha(step, self.warmup, self.mix)
             out = self.quantizer(real, alpha)

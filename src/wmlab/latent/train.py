@@ -103,7 +103,7 @@ def latent_action_statistics(model: LatentWorldModel, windows: FeatureWindows, l
     values = []
     for start in range(0, len(chosen), 256):
         batch = collate(windows, chosen[start : start + 256], device)
-        conditioning, _ = model.conditioning(batch["tokens"], batch["actions"], step=10**9)
+        conditioning, _ = model.conditioning(batch["tokens"], batch["actions"])
         values.append(conditioning[:, 0].cpu())
     model.train()
     latents = torch.cat(values)

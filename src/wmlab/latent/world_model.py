@@ -103,7 +103,7 @@ class LatentWorldModel(nn.Module):
             self.latent_actions = LatentActionHead(idm, cfg.idm.dim, cfg.action_dim, quantizer, warmup, mix)
 
     def conditioning(
-        self, tokens: torch.Tensor, actions: torch.Tensor, step: int = 0
+        self, tokens: torch.Tensor, actions: torch.Tensor, step: int | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-frame conditioning c (B, T, A) from tokens (B, T, P, E) or macro actions (B, T, fs * 2)."""
         if self.cfg.variant == "action":
