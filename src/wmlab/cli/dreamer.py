@@ -25,7 +25,7 @@ def _context_alias(override: str) -> str:
 @train_app.command("dreamer", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train_dreamer_cmd(
     ctx: typer.Context,
-    run: Path = typer.Option(..., help="run directory; re-running the same command resumes it"),
+    run: Path = typer.Option(..., "--run", "--run-dir", help="run directory; re-running the same command resumes it"),
     env: Optional[str] = typer.Option(None, help="walker, ball_in_cup, cartpole, pendulum"),
     preset: str = typer.Option("tiny", help="tiny | small (2-core CPU) | paper (reference hyperparameters)"),
     obs: Optional[str] = typer.Option(None, help="world-model modality: state or pixels"),

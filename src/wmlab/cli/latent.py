@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +14,7 @@ from wmlab.cli.app import app, console, train_app
 @train_app.command("latent", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train_latent_cmd(
     ctx: typer.Context,
-    run: Path = typer.Option(..., help="run directory; re-running the same command resumes it"),
+    run: Path = typer.Option(..., "--run", "--run-dir", help="run directory; re-running the same command resumes it"),
     variant: Optional[str] = typer.Option(None, help="action | la | la-vq"),
     data: Optional[Path] = typer.Option(None, help="the dataset (episode store) with its feature cache"),
     features: Optional[str] = typer.Option(None, help="feature cache name, e.g. dinov2-224, dinov2-112, state"),
@@ -39,6 +40,8 @@ def train_latent_cmd(
         extra["seed"] = seed
     cfg = build_config(LatentConfig, "latent", preset, overrides=ctx.args, extra=extra)
     summary = train_latent(cfg, run, show_progress=progress)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun only rank 0 reports
     loss = summary.get("train/latent_pred_loss")
     console.print(f"done: {summary['step']} steps" + (f", prediction loss {loss:.4f}" if loss is not None else ""))
 

@@ -7,6 +7,7 @@ the uninterrupted run would have drawn. Checkpoints are atomic; re-running the s
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -15,13 +16,22 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from wmlab.config import to_dict
 from wmlab.data.features import FeatureCache, FeatureWindows
 from wmlab.data.trajectories import EpisodeStore
 from wmlab.errors import WmlabError
 from wmlab.latent.world_model import LatentModelConfig, LatentWorldModel
-from wmlab.runs import Checkpointer, MetricLogger, open_run, progress_bar, seed_everything, truncate_metrics
+from wmlab.runs import (
+    Checkpointer,
+    MetricLogger,
+    RunDir,
+    open_run,
+    progress_bar,
+    seed_everything,
+    truncate_metrics,
+)
 
 
 @dataclass
@@ -110,13 +120,47 @@ def latent_action_statistics(model: LatentWorldModel, windows: FeatureWindows, l
     return {"mean": latents.mean(0).tolist(), "std": latents.std(0).tolist(), "windows": len(chosen)}
 
 
+def distributed() -> tuple[int, int]:
+    """(rank, world size). Under ``torchrun`` (WORLD_SIZE > 1) the process group is created here: NCCL on GPUs,
+    gloo on CPUs."""
+    if not dist.is_available() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _average_gradients(model: torch.nn.Module, world: int) -> None:
+    """Mean of the per-process gradients = the gradient of the global batch (equal shards)."""
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world
+
+
 def train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) a latent world model in ``run_path``; returns the final step and losses."""
-    run, resumed = open_run(run_path, cfg, RESUMABLE_KEYS)
-    seed_everything(cfg.seed)
+    """Train (or resume) a latent world model in ``run_path``; returns the final step and losses.
+
+    Under ``torchrun --nproc_per_node=K`` every process takes a 1/K shard of each global batch and gradients are
+    averaged, which equals one process on the global batch; only rank 0 writes logs and checkpoints.
+    """
+    rank, world = distributed()
     t = cfg.train
+    if t.batch_size % world:
+        raise WmlabError(f"train.batch_size={t.batch_size} must divide by the {world} processes")
+    run, resumed = open_run(run_path, cfg, RESUMABLE_KEYS) if rank == 0 else (RunDir(run_path), None)
+    if world > 1:  # the other ranks learn from rank 0 whether this is a resume
+        flag = [resumed]
+        dist.broadcast_object_list(flag, src=0)
+        resumed = flag[0]
+    seed_everything(cfg.seed)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = torch.device(
-        "cuda" if t.device == "auto" and torch.cuda.is_available() else "cpu" if t.device == "auto" else t.device
+        f"cuda:{local_rank}"
+        if t.device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if t.device == "auto"
+        else t.device
     )
     windows = open_windows(cfg, "train")
     tokens, dim = windows[0]["tokens"].shape[1:]
@@ -130,10 +174,13 @@ def train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool = 
         for name, optimizer in optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
         step = state["step"]
-    truncate_metrics(run.metrics_path, step)
+    if rank == 0:
+        truncate_metrics(run.metrics_path, step)
     cache_meta = FeatureCache(Path(cfg.data.path) / "features" / cfg.data.features).meta
 
     def save(extra: dict | None = None) -> None:
+        if rank != 0:
+            return
         checkpointer.save(
             step,
             {
@@ -151,20 +198,25 @@ def train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool = 
 
     metrics: dict[str, float] = {}
     with ExitStack() as stack:
-        logger = stack.enter_context(MetricLogger(run))
+        logger = stack.enter_context(MetricLogger(run)) if rank == 0 else None
         bar = (
             stack.enter_context(progress_bar(f"train latent {cfg.model.variant}", t.max_steps, "steps"))
-            if show_progress
+            if show_progress and rank == 0
             else (lambda *a, **k: None)
         )
         bar(step)
         clock, clock_step, sums, count = time.perf_counter(), step, {}, 0
         while step < t.max_steps:
-            batch = collate(windows, batch_indices(len(windows), t.batch_size, step, cfg.seed), device)
+            # contiguous shards: joined in rank order they are the global batch (the VQ re-seeds by position)
+            shard = t.batch_size // world
+            indices = batch_indices(len(windows), t.batch_size, step, cfg.seed)[rank * shard : (rank + 1) * shard]
+            batch = collate(windows, indices, device)
             loss, parts = model.loss(batch["tokens"], batch["actions"], step)
             for optimizer in optimizers.values():
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if world > 1:
+                _average_gradients(model, world)
             for optimizer in optimizers.values():
                 optimizer.step()
             step += 1
@@ -175,13 +227,16 @@ def train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool = 
                 now = time.perf_counter()
                 metrics = {f"train/{k}": v / count for k, v in sums.items()}
                 metrics["perf/steps_per_s"] = (step - clock_step) / (now - clock)
-                logger.log(step, metrics)
+                if logger is not None:
+                    logger.log(step, metrics)
                 clock, clock_step, sums, count = now, step, {}, 0
             if step % t.checkpoint_every == 0:
                 save()
             bar(1, loss=float(parts["latent_pred_loss"]))
     extra = {}
-    if cfg.model.variant != "action":
+    if cfg.model.variant != "action" and rank == 0:
         extra["latent_statistics"] = latent_action_statistics(model, windows, t.latent_stats_windows, device)
     save(extra)
+    if world > 1:
+        dist.barrier()
     return {"step": step, **metrics}
