@@ -16,12 +16,17 @@ def _cfg(dataset, variant, steps):
 @pytest.mark.parametrize("variant", ["action", "la-vq"])
 def test_training_learns_the_toy_dynamics(dataset, tmp_path, variant):
     train_latent(_cfg(dataset, variant, 150), tmp_path / variant, show_progress=False)
-    losses = [r["train/latent_pred_loss"] for r in read_metrics(tmp_path / variant / "metrics.jsonl")]
+    records = read_metrics(tmp_path / variant / "metrics.jsonl")
+    losses = [r["train/latent_pred_loss"] for r in records if "train/latent_pred_loss" in r]
     assert losses[-1] < 0.5 * losses[0], losses
     final = Checkpointer(tmp_path / variant / "checkpoints").load_latest()
     assert final["step"] == 150 and final["encoder"]["encoder"] == "state" and final["token_shape"] == [1, 5]
     if variant == "la-vq":
         assert len(final["latent_statistics"]["mean"]) == 8 and final["latent_statistics"]["windows"] > 0
+    records = read_metrics(tmp_path / variant / "metrics.jsonl")
+    diagnosed = [r["step"] for r in records if "diag/swap_score" in r]
+    assert diagnosed == [1, 2, 3, 4, 5, 101, 102, 103, 104, 105], "first 5 batches after each 100-step boundary"
+    assert all(0 <= r["diag/swap_score"] <= 1 for r in records if "diag/swap_score" in r)
 
 
 def test_resumed_training_equals_uninterrupted_training(dataset, tmp_path):

@@ -17,12 +17,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from wmlab.config import to_dict
 from wmlab.data.features import FeatureCache, FeatureWindows
 from wmlab.data.trajectories import EpisodeStore
 from wmlab.errors import WmlabError
+from wmlab.latent.metrics import swap_score
 from wmlab.latent.world_model import LatentModelConfig, LatentWorldModel
+from wmlab.nn.vq import dead_code_rate, perplexity
 from wmlab.runs import (
     Checkpointer,
     MetricLogger,
@@ -120,6 +123,48 @@ def latent_action_statistics(model: LatentWorldModel, windows: FeatureWindows, l
     return {"mean": latents.mean(0).tolist(), "std": latents.std(0).tolist(), "windows": len(chosen)}
 
 
+class TrainingDiagnostics:
+    """Spec §10.5 in the run's JSONL: swap score and shuffle delta on the first 5 batches after every 100-step
+    boundary (a batch is bad if shuffle_delta < 0.05 or swap_score > 0.65; 5 bad in a row flag the run), codebook
+    perplexity every 200 steps over the last 200 batches, dead-code rate every 1000 steps over the last 1000."""
+
+    def __init__(self, model: LatentWorldModel):
+        self.bad_in_a_row = 0
+        quantizer = getattr(getattr(model, "latent_actions", None), "quantizer", None)
+        self.codes = quantizer.num_codes if quantizer is not None else 0
+        self.history: list[torch.Tensor] = []  # per-batch code counts, newest last (at most 1000)
+
+    @torch.no_grad()
+    def observe(self, step: int, model: LatentWorldModel, batch: dict, parts: dict, logger: MetricLogger) -> None:
+        if self.codes and "counts" in parts:
+            self.history = (self.history + [parts["counts"].cpu()])[-1000:]
+        record: dict[str, float] = {}
+        if (step - 1) % 100 < 5:  # the first 5 batches after a 100-step boundary
+            was_training = model.training
+            model.eval()
+            tokens, actions = batch["tokens"], batch["actions"]
+            h = model.cfg.history
+            conditioning, _ = model.conditioning(tokens, actions)
+            source, target, cond = tokens[:, :h], tokens[:, 1 : h + 1], conditioning[:, :h]
+            generator = torch.Generator().manual_seed(step)
+            base = F.mse_loss(model.predict(source, cond), target).item()
+            shuffled = F.mse_loss(model.predict(source, cond[torch.randperm(len(cond), generator=generator)]), target)
+            record["diag/shuffle_delta"] = (shuffled.item() - base) / (base + 1e-8)
+            record["diag/swap_score"] = swap_score(
+                model, source.flatten(0, 1), cond.flatten(0, 1), target.flatten(0, 1), generator
+            )
+            bad = record["diag/shuffle_delta"] < 0.05 or record["diag/swap_score"] > 0.65
+            self.bad_in_a_row = self.bad_in_a_row + 1 if bad else 0
+            record["diag/flagged"] = float(self.bad_in_a_row >= 5)
+            model.train(was_training)
+        if self.codes and step % 200 == 0 and self.history:
+            record["diag/perplexity"] = perplexity(torch.stack(self.history[-200:]).sum(0))
+        if self.codes and step % 1000 == 0 and self.history:
+            record["diag/dead_code_rate"] = dead_code_rate(torch.stack(self.history).sum(0))
+        if record:
+            logger.log(step, record)
+
+
 def distributed() -> tuple[int, int]:
     """(rank, world size). Under ``torchrun`` (WORLD_SIZE > 1) the process group is created here: NCCL on GPUs,
     gloo on CPUs."""
@@ -206,6 +251,7 @@ def train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool = 
         )
         bar(step)
         clock, clock_step, sums, count = time.perf_counter(), step, {}, 0
+        diagnostics = TrainingDiagnostics(model)
         while step < t.max_steps:
             # contiguous shards: joined in rank order they are the global batch (the VQ re-seeds by position)
             shard = t.batch_size // world
@@ -222,7 +268,8 @@ def train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool = 
             step += 1
             count += 1
             for key, value in parts.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
+                if value.dim() == 0:  # scalars; code counts feed the diagnostics
+                    sums[key] = sums.get(key, 0.0) + float(value)
             if step % t.log_every == 0 or step == t.max_steps:
                 now = time.perf_counter()
                 metrics = {f"train/{k}": v / count for k, v in sums.items()}
@@ -230,6 +277,8 @@ def train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool = 
                 if logger is not None:
                     logger.log(step, metrics)
                 clock, clock_step, sums, count = now, step, {}, 0
+            if logger is not None:
+                diagnostics.observe(step, model, batch, parts, logger)
             if step % t.checkpoint_every == 0:
                 save()
             bar(1, loss=float(parts["latent_pred_loss"]))

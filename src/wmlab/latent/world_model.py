@@ -134,6 +134,7 @@ class LatentWorldModel(nn.Module):
         }
         if "alpha" in extras:
             metrics["vq_alpha"] = extras["alpha"]
+            metrics["counts"] = extras["counts"]
         return total, metrics
 
     def rollout(self, observed: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
