@@ -214,8 +214,14 @@ def seed_everything(seed: int) -> tuple[np.random.Generator, Any]:
 
 
 @contextmanager
-def progress_bar(description: str, total: float | None, unit: str = "steps") -> Iterator[Any]:
-    """A rich progress bar; yields ``update(advance, **stats)`` which also shows the latest stats beside the bar."""
+def progress_bar(description: str, total: float | None, unit: str = "steps", enabled: bool = True) -> Iterator[Any]:
+    """A rich progress bar; yields ``update(advance, **stats)`` which also shows the latest stats beside the bar.
+
+    With ``enabled=False`` nothing is shown and ``update`` does nothing, so callers need no second code path.
+    """
+    if not enabled:
+        yield lambda *args, **kwargs: None
+        return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

@@ -119,3 +119,13 @@ def test_sigkill_then_same_command_resumes_where_it_stopped(tmp_path):
 
     moved = distance(final["agent"]["model"])
     assert 0 < moved < 0.2 * distance(fresh), "parameters continue from the checkpoint, not from a new init"
+
+
+def test_a_bad_environment_leaves_no_run_directory(tmp_path):
+    with pytest.raises(WmlabError, match="string_length"):
+        train_dreamer(
+            _cfg("env.name=ball_in_cup", "env.train_contexts=specific", "env.context={string_length: -1}"),
+            tmp_path / "bad",
+            show_progress=False,
+        )
+    assert not (tmp_path / "bad").exists()

@@ -4,6 +4,7 @@ import torch
 
 from tests.latent.conftest import SMALL
 from wmlab.config import build_config
+from wmlab.errors import WmlabError
 from wmlab.latent.train import LatentConfig, batch_indices, train_latent
 from wmlab.runs import Checkpointer, read_metrics
 
@@ -43,3 +44,10 @@ def test_batches_are_seeded_epoch_permutations():
     assert sorted(first_epoch) == list(range(100))
     assert not np.array_equal(batch_indices(100, 10, 0, 0), batch_indices(100, 10, 10, 0))
     np.testing.assert_array_equal(batch_indices(100, 10, 13, 0), batch_indices(100, 10, 13, 0))
+
+
+def test_a_missing_dataset_leaves_no_run_directory(tmp_path):
+    cfg = build_config(LatentConfig, "latent", "state", overrides=[f"data.path={tmp_path / 'nowhere'}"])
+    with pytest.raises(WmlabError, match="no dataset"):
+        train_latent(cfg, tmp_path / "run", show_progress=False)
+    assert not (tmp_path / "run").exists()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,9 +195,8 @@ def collect_pusht(config: CollectConfig, out: str | Path, workers: int = 1, show
     tasks = [(config, i) for i in range(done, config.episodes)]
     pool = multiprocessing.get_context("forkserver").Pool(workers) if workers > 1 else None
     results = pool.imap(_generate, tasks) if pool else map(_generate, tasks)
-    quiet = nullcontext(lambda *args, **kwargs: None)
     try:
-        with progress_bar("collect pusht", config.episodes, "episodes") if show_progress else quiet as advance:
+        with progress_bar("collect pusht", config.episodes, "episodes", show_progress) as advance:
             advance(done)
             for (_, index), result in zip(tasks, results):
                 store.append_episode(result["episode"], str(splits[index]))

@@ -16,7 +16,6 @@ import pickle
 import re
 import shutil
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +104,7 @@ def import_dinowm(source: str | Path, out: str | Path, show_progress: bool = Tru
     else:
         store = EpisodeStore.create(out, size, {"origin": f"imported:dinowm:{source.name}", "action_scale": 100})
     done, total = store.num_episodes, sum(len(lengths) for _, _, lengths, _ in data)
-    quiet = nullcontext(lambda *args, **kwargs: None)
-    with progress_bar("import", total, "episodes") if show_progress else quiet as advance:
+    with progress_bar("import", total, "episodes", show_progress) as advance:
         advance(done)
         index = 0
         for name, arrays, lengths, videos in data:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +109,7 @@ def encode_dataset(
         done = 0
     # image encoders read frames; the `state` encoder reads the 5-d states of the same rows
     source = store.group["states"] if getattr(encoder, "input_kind", "image") == "state" else store.group["images"]
-    quiet = nullcontext(lambda *args, **kwargs: None)
-    with progress_bar(f"encode {name}", total, "frames") if show_progress else quiet as advance:
+    with progress_bar(f"encode {name}", total, "frames", show_progress) as advance:
         advance(done)
         for start in range(done, total, batch_size):
             stop = min(total, start + batch_size)

@@ -13,7 +13,6 @@ action = policy.act(obs, is_first=True)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +99,7 @@ def evaluate(
     """Run ``episodes`` full episodes. Returns returns, lengths, their mean/std/min/max and the contexts seen."""
     returns, lengths, contexts = [], [], []
     policy.seed(seed)
-    no_bar = nullcontext(lambda *args, **kwargs: None)
-    with progress_bar("eval", episodes, "episodes") if show_progress else no_bar as advance:
+    with progress_bar("eval", episodes, "episodes", show_progress) as advance:
         for episode in range(episodes):
             obs, info = env.reset(seed=seed + episode)
             contexts.append(info.get("context"))

@@ -126,6 +126,9 @@ def _replay_step(obs: dict[str, np.ndarray], action, prev_action, reward, is_fir
 
 def train_dreamer(cfg: DreamerConfig, run_path: str | Path, show_progress: bool = True) -> dict[str, Any]:
     """Train (or resume) a Dreamer run in ``run_path``. Returns the final counters and the last episode returns."""
+    # build one env first: a bad env name or context fails here, before a run directory exists that the corrected
+    # command would then refuse as "a different config"
+    make(cfg.env.name, seed=cfg.seed, **env_kwargs(cfg)).close()
     run, resumed = open_run(run_path, cfg, RESUMABLE_KEYS)
     np_rng, _ = seed_everything(cfg.seed)
     device = resolve_device(cfg.train.device)
@@ -188,10 +191,7 @@ def train_dreamer(cfg: DreamerConfig, run_path: str | Path, show_progress: bool 
     with ExitStack() as stack:
         stack.callback(envs.close)
         stack.callback(logger.close)
-        if show_progress:
-            update_bar = stack.enter_context(progress_bar(f"train {cfg.env.name}", t.steps, "env steps"))
-        else:
-            update_bar = lambda *args, **kwargs: None  # noqa: E731
+        update_bar = stack.enter_context(progress_bar(f"train {cfg.env.name}", t.steps, "env steps", show_progress))
         update_bar(counters.env_steps)
         while counters.env_steps < t.steps:
             prefill = replay.num_windows < batch_steps

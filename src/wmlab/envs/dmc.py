@@ -36,7 +36,7 @@ class DmcContextualEnv(ContextualEnv):
         obs: ``state``, ``pixels`` or ``both``.
         context_obs: add the normalized GT context to observations.
         image_size: rendered image side (64 for the world models).
-        fast_render: render without shadows and reflections (about 4x faster on CPU, otherwise identical).
+        fast_render: render without shadows and reflections (measured here: 4.4 vs 14.5 ms per 64 px walker frame).
         camera_id: MuJoCo camera used for pixels.
     """
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,8 +162,7 @@ def evaluate_contexts(
     tasks = [(i, dict(c), episodes, seed) for i, c in enumerate(contexts)]
     workers = max(1, min(workers, len(tasks)))
     records: dict[int, dict[str, Any]] = {}
-    no_bar = nullcontext(lambda *args, **kwargs: None)
-    with progress_bar(f"evaluate {len(tasks)} contexts", len(tasks), "contexts") if show_progress else no_bar as bar:
+    with progress_bar(f"evaluate {len(tasks)} contexts", len(tasks), "contexts", show_progress) as bar:
         if workers == 1:
             _init_worker(spec, threads=0)
             results = map(_evaluate_one, tasks)

@@ -193,6 +193,7 @@ def train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool = 
     t = cfg.train
     if t.batch_size % world:
         raise WmlabError(f"train.batch_size={t.batch_size} must divide by the {world} processes")
+    windows = open_windows(cfg, "train")  # a missing dataset or cache fails before the run directory is created
     run, resumed = open_run(run_path, cfg, RESUMABLE_KEYS) if rank == 0 else (RunDir(run_path), None)
     if world > 1:  # the other ranks learn from rank 0 whether this is a resume
         flag = [resumed]
@@ -207,7 +208,6 @@ def train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool = 
         if t.device == "auto"
         else t.device
     )
-    windows = open_windows(cfg, "train")
     tokens, dim = windows[0]["tokens"].shape[1:]
     model = LatentWorldModel(cfg.model, tokens, dim, cfg.seed).to(device).train()
     optimizers = make_optimizers(model, t)
@@ -244,11 +244,8 @@ def train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool = 
     metrics: dict[str, float] = {}
     with ExitStack() as stack:
         logger = stack.enter_context(MetricLogger(run)) if rank == 0 else None
-        bar = (
-            stack.enter_context(progress_bar(f"train latent {cfg.model.variant}", t.max_steps, "steps"))
-            if show_progress and rank == 0
-            else (lambda *a, **k: None)
-        )
+        title = f"train latent {cfg.model.variant}"
+        bar = stack.enter_context(progress_bar(title, t.max_steps, "steps", show_progress and rank == 0))
         bar(step)
         clock, clock_step, sums, count = time.perf_counter(), step, {}, 0
         diagnostics = TrainingDiagnostics(model)
