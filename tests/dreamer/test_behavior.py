@@ -82,3 +82,21 @@ def test_ground_truth_context_is_never_read_by_the_dreamer_variant():
         agent = DreamerAgent(cfg, obs_dim=3, action_dim=2, discrete=False)
         losses.append(agent.train_step({**batch, "context": batch["context"] * scale}))
     assert losses[0] == losses[1]
+
+
+def test_bf16_autocast_update_is_finite_and_trains():
+    cfg = build_config(DreamerConfig, "dreamer", "tiny", overrides=[*SMALL, "train.precision=bf16"])
+    agent = DreamerAgent(cfg, obs_dim=3, action_dim=2, discrete=False)
+    before = {k: v.clone() for k, v in agent.wm.state_dict().items()}
+    metrics = agent.train_step(_batch(cfg, 3, 2))
+    assert all(np.isfinite(v) for v in metrics.values())
+    assert all(p.dtype == torch.float32 for p in agent.parameters()), "autocast never casts the weights"
+    assert any(not torch.equal(before[k], v) for k, v in agent.wm.state_dict().items())
+
+
+def test_compiled_agent_keeps_parameter_names_so_checkpoints_are_interchangeable():
+    plain = DreamerAgent(build_config(DreamerConfig, "dreamer", "tiny", overrides=SMALL), 3, 2, False)
+    cfg = build_config(DreamerConfig, "dreamer", "tiny", overrides=[*SMALL, "train.compile=true"])
+    compiled = DreamerAgent(cfg, 3, 2, False)
+    assert list(plain.state_dict()) == list(compiled.state_dict())
+    compiled.load_state_dict(plain.state_dict())

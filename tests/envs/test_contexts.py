@@ -3,7 +3,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from wmlab.envs.contexts import CONTEXT_SPACES, ContextSchedule, context_space
+from wmlab.envs.contexts import CONTEXT_SPACES, ContextSchedule, context_space, expert_contexts
 from wmlab.errors import WmlabError
 
 # spec/dali.md §8.2: (interpolation, extrapolation, mixed) per training setting
@@ -99,3 +99,13 @@ def test_complete_fills_defaults_accepts_aliases_and_checks_bounds():
         with pytest.raises(WmlabError, match="physical bounds"):
             space.complete(bad)
     assert space.outside_training_range(space.complete({"gravity": 19.6})) == ["gravity"]
+
+
+def test_expert_subsets_the_corner_set_is_the_default_and_four_corners_of_the_full_set():
+    full = expert_contexts("pendulum")
+    corners = expert_contexts("pendulum", "corners")
+    assert len(full) == 19 and len(corners) == 5
+    assert all(c in full for c in corners)
+    assert corners[0] == {"l": 1.0, "m": 1.0}
+    with pytest.raises(WmlabError, match="corners"):
+        expert_contexts("pendulum", "corner")

@@ -108,14 +108,15 @@ def experts_cmd(
     seeds: str = typer.Option("0", help="comma-separated expert seeds (paper: 0,42,1337,13,71)"),
     episodes: int = typer.Option(10, help="evaluation episodes per context (paper: 50)"),
     workers: int = typer.Option(1, help="worker processes for the random-policy evaluation"),
+    subset: str = typer.Option("all", help="expert contexts: all (spec) or corners (default + 4 corners, reduced)"),
 ) -> None:
     """Train (or reuse) the per-context experts and evaluate them and the random policy: ROOT/ENV/experts.json.
     Extra KEY=VALUE arguments override the experts' config."""
     from wmlab.eval.experts import build_expert_table, train_experts
 
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    train_experts(env, root, seed_list, preset, steps, ctx.args)
-    table = build_expert_table(env, root, seed_list, episodes, workers)
+    train_experts(env, root, seed_list, preset, steps, ctx.args, subset=subset)
+    table = build_expert_table(env, root, seed_list, episodes, workers, subset=subset)
     for context, expert, random in zip(table.contexts, table.expert, table.random):
         console.print(f"  {escape(json.dumps(context))}: expert {expert:.1f}, random {random:.1f}")
     console.print(f"wrote {root / env / 'experts.json'}")

@@ -56,6 +56,33 @@ class DreamerAgent(nn.Module):
         self.critic_opt = torch.optim.Adam(self.ac.critic.parameters(), lr=b.lr, eps=b.eps)
         self._carry: dict[str, torch.Tensor] | None = None
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        if cfg.train.compile:
+            self._compile_networks()
+
+    def _compile_networks(self) -> None:
+        """torch.compile every network the update calls, in place (parameter names and checkpoints unchanged).
+
+        The RSSM's time loop and the sampling stay in Python (a Generator cannot enter a compiled graph); each
+        step's networks run compiled, with LayerNorm, SiLU and the GRU gates fused.
+        """
+        import torch._dynamo
+
+        # each network meets a few shapes (sequence, imagination, acting) and is called with parameters frozen
+        # and not (actor and critic losses): allow those recompilations instead of falling back to eager
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        wm, ac = self.wm, self.ac
+        modules = [wm.encoder, wm.decoder, wm.reward_head, wm.cont_head, ac.actor, ac.critic, ac.slow_critic]
+        modules += [wm.rssm.img_in, wm.rssm.img_out, wm.rssm.obs_out, wm.rssm.prior_logits, wm.rssm.post_logits]
+        modules += [getattr(wm, name, None) for name in ("gt_encoder", "gt_decoder")]
+        for module in modules:
+            if module is not None:
+                module.compile()
+        wm.rssm.transition = torch.compile(wm.rssm.transition)
+
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast for ``train.precision: bf16`` (heads return float32 for the distributions)."""
+        enabled = self.cfg.train.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     # -- training -------------------------------------------------------------------------------------------------
     def to_torch(self, batch: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -76,14 +103,18 @@ class DreamerAgent(nn.Module):
         start = self._carry if self.cfg.train.carry_state else None
         if start is not None and start["deter"].shape[0] != data["prev_action"].shape[0]:
             start = None
-        wm_loss, post, context, metrics = self.wm.loss(data, start, self.generator)
+        with self._autocast():
+            wm_loss, post, context, metrics = self.wm.loss(data, start, self.generator)
         self.wm_opt.zero_grad(set_to_none=True)
         wm_loss.backward()
         metrics["wm/grad_norm"] = nn.utils.clip_grad_norm_(self.wm.parameters(), self.cfg.model.grad_clip)
         self.wm_opt.step()
-        self._carry = {k: v[:, -1].detach() for k, v in post.items()}
+        self._carry = {k: v[:, -1].detach().float() for k, v in post.items()}
 
-        actor_loss, critic_loss, ac_metrics = self.ac.loss(self.wm, post, data["is_terminal"], context, self.generator)
+        with self._autocast():
+            actor_loss, critic_loss, ac_metrics = self.ac.loss(
+                self.wm, post, data["is_terminal"], context, self.generator
+            )
         self.actor_opt.zero_grad(set_to_none=True)
         self.critic_opt.zero_grad(set_to_none=True)
         (actor_loss + critic_loss).backward()  # disjoint parameters: one backward pass serves both

@@ -70,6 +70,8 @@ class TrainConfig:
     video_every: int = 50_000  #: env steps between open-loop prediction videos (pixel runs)
     stop_return: Optional[float] = None  #: stop early once the mean return of the last 10 episodes reaches this
     device: str = "auto"  #: auto | cpu | cuda
+    precision: Literal["fp32", "bf16"] = "fp32"  #: bf16: autocast the update's matmuls and convolutions
+    compile: bool = False  #: torch.compile the networks inside the update (the time loop stays in Python)
     eval_every: int = 0  #: env steps between evaluations of the current policy (0: never during training)
     eval_episodes: int = 5  #: episodes per periodic evaluation, on the training contexts
 
@@ -127,4 +129,6 @@ RESUMABLE_KEYS = (
     "train.eval_every",
     "train.eval_episodes",
     "train.device",
+    "train.precision",
+    "train.compile",
 )

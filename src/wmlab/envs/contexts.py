@@ -354,11 +354,20 @@ EXPERT_CONTEXTS: dict[str, tuple[tuple[float, ...], tuple[float, ...], tuple[tup
 }
 
 
-def expert_contexts(env: str) -> list[dict[str, float]]:
-    """The distinct expert contexts of ``env`` (spec §9.2), the default once."""
+#: named subsets of the expert contexts: ``all`` is spec §9.2; ``corners`` (the default and the four corner pairs)
+#: is a reduced set for CPU-scale studies, whose nearest-expert normalisation is coarser
+EXPERT_SUBSETS = ("all", "corners")
+
+
+def expert_contexts(env: str, subset: str = "all") -> list[dict[str, float]]:
+    """The distinct expert contexts of ``env`` (spec §9.2), the default once; ``subset`` picks a reduced set."""
+    if subset not in EXPERT_SUBSETS:
+        raise unknown_name_error("expert subset", subset, EXPERT_SUBSETS)
     space = context_space(env)
     f0, f1 = space.features
     singles0, singles1, pairs = EXPERT_CONTEXTS[env]
+    if subset == "corners":
+        return [{f0.name: f0.default, f1.name: f1.default}] + [{f0.name: a, f1.name: b} for a, b in pairs]
     contexts = [{f0.name: v, f1.name: f1.default} for v in singles0]
     contexts += [{f0.name: f0.default, f1.name: v} for v in singles1 if not f1.is_default(v)]
     contexts += [{f0.name: a, f1.name: b} for a, b in pairs]

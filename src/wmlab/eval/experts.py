@@ -35,15 +35,17 @@ def train_experts(
     steps: int | None = None,
     overrides: Sequence[str] = (),
     show_progress: bool = True,
+    subset: str = "all",
 ) -> list[Path]:
-    """Train (or reuse) one expert per expert context and seed. Returns the run directories."""
+    """Train (or reuse) one expert per expert context (of ``subset``, see ``expert_contexts``) and seed.
+    Returns the run directories."""
     from wmlab.dreamer.config import DreamerConfig
     from wmlab.dreamer.train import train_dreamer
 
     if env in MAX_RETURN_EXPERTS:
         return []
     runs = []
-    for context in expert_contexts(env):
+    for context in expert_contexts(env, subset):
         for seed in seeds:
             extra = {
                 "variant": "dreamer",
@@ -63,10 +65,16 @@ def train_experts(
 
 
 def build_expert_table(
-    env: str, root: str | Path, seeds: Sequence[int], episodes: int, workers: int = 1, show_progress: bool = True
+    env: str,
+    root: str | Path,
+    seeds: Sequence[int],
+    episodes: int,
+    workers: int = 1,
+    show_progress: bool = True,
+    subset: str = "all",
 ) -> ExpertTable:
     """Evaluate experts and the random policy in every expert context; writes ``ROOT/<env>/experts.json``."""
-    contexts = [context_space(env).complete(c) for c in expert_contexts(env)]
+    contexts = [context_space(env).complete(c) for c in expert_contexts(env, subset)]
     random = [float("-inf")] * len(contexts)
     for seed in seeds:  # one random evaluation per expert seed (environment RNG seed)
         records = evaluate_contexts(PolicySpec("random", env), contexts, episodes, seed * 7919, workers, show_progress)

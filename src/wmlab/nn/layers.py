@@ -74,6 +74,10 @@ class OutputLinear(nn.Linear):
                 init_output_(self.weight)
             self.bias.zero_()
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Distribution parameters stay float32 under bf16 autocast (as DreamerV3 keeps its output heads)."""
+        return super().forward(x).float()
+
 
 class MLPHead(nn.Module):
     """MLP trunk then an :class:`OutputLinear`. (..., in_dim) -> (..., out_dim)."""
