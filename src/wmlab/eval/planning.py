@@ -168,7 +168,12 @@ class LatentGoalProblem:
         return px, imagined
 
     def empirical_init(self) -> dict[str, torch.Tensor]:
-        """Mean and std of the training latent actions (``la``) for ``init=empirical`` (spec §8.3)."""
+        """Per-dimension mean and std of the training decision variables for ``init=empirical`` (spec §8.3): the
+        stored latent-action statistics for ``la``; for ``action``, whose macro actions are normalised with the
+        train statistics, mean 0 and std 1 by construction. Empty for ``la-vq`` (discrete)."""
+        if self.variant == "action":
+            dim = 2 * self.frameskip
+            return {"init_mean": torch.zeros(dim, device=self.device), "init_std": torch.ones(dim, device=self.device)}
         if self.variant != "la" or not self.latent_statistics:
             return {}
         return {
@@ -183,7 +188,9 @@ def _planner_config(cfg: PlanConfig):
 
 def result_name(cfg: PlanConfig) -> str:
     mode = f"mpc{cfg.max_iter}x{cfg.n_exec}" if cfg.mpc else "open"
-    return f"{cfg.planner}-{mode}-seed{cfg.seed}-n{cfg.evals}"
+    init = {"cem": cfg.cem.init, "mppi": cfg.mppi.init, "gd": cfg.gd.init}.get(cfg.planner)
+    planner = cfg.planner if init in (None, "standard", "randn") else f"{cfg.planner}-{init}"
+    return f"{planner}-{mode}-seed{cfg.seed}-n{cfg.evals}"
 
 
 def _states_to_frames(env: PushT, states: np.ndarray) -> np.ndarray:
