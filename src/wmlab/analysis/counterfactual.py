@@ -33,6 +33,8 @@ from wmlab.analysis.context_recording import (
     require_context,
 )
 from wmlab.analysis.perturbation import (
+    LATENTS,
+    check_choices,
     context_labels,
     perturb,
     perturbation_offsets,
@@ -44,8 +46,6 @@ from wmlab.envs.contexts import context_space
 from wmlab.errors import WmlabError, unknown_name_error
 from wmlab.media import write_video
 from wmlab.nn.distributions import symexp
-
-LATENTS = ("mode", "sample")
 
 #: names of the state-vector entries of each environment
 OBS_LABELS: dict[str, list[str]] = {
@@ -204,6 +204,7 @@ def rollout(
     starts share seeded generators, so two calls differing only in ``context`` use common random numbers."""
     wm = agent.wm
     obs_dim = rec.steps["state"].shape[1]
+    chunk = chunk if wm.modality == "state" else min(chunk, 16)  # decoded images are large
     outputs: dict[str, list] = {"obs": [], "actions": []}
     for c, lo in enumerate(range(0, len(starts), chunk)):
         part = slice(lo, lo + chunk)
@@ -257,6 +258,7 @@ def counterfactual_analysis(
     baseline, +m, -m per observation dimension for the first start; state runs), ``d<dim>_effect.png`` (mean effect
     per dimension or per step) and, for pixel runs, ``d<dim>.mp4`` ([real | baseline | +m | -m] for ``videos`` starts).
     """
+    check_choices(units=units, latent=latent)
     policy = load_run_policy(run)
     kind = require_context(policy.config.variant)
     space = context_space(policy.config.env.name)
@@ -268,8 +270,8 @@ def counterfactual_analysis(
         raise WmlabError(f"--dim {dim} does not exist: this run's context has {len(sigma)} dimensions (0-based)")
     if units == "sigma" and sigma[dim] <= 0:
         raise WmlabError(
-            f"sigma of {labels[dim]} is 0 over the {sigma_source} windows, so a shift of m sigma does nothing; "
-            "use --units abs, or --sigma-source grid"
+            f"sigma of {labels[dim]} is 0 (sigma source {sigma_source!r}): the context does not vary there, so a "
+            "shift of m sigma does nothing; use --units abs, or --sigma-source grid"
         )
     starts = start_points(rec, horizon, stride)
     base = base_context(rec, starts)
@@ -300,18 +302,25 @@ def counterfactual_analysis(
     if not pixels:
         result["model_error"] = summary_stats(starts.future, baseline)
         obs = obs_labels(rec.meta["env"], baseline.shape[-1])
-        series = {"real": starts.future[0], "baseline": baseline[0], f"+{m:g}": plus[0], f"-{m:g}": minus[0]}
+        unit = "σ" if units == "sigma" else ""
+        series = {
+            "real": starts.future[0],
+            "baseline": baseline[0],
+            f"+{m:g}{unit}": plus[0],
+            f"-{m:g}{unit}": minus[0],
+        }
         styles = {"real": {"color": "gray", "ls": "--"}, "baseline": {"color": "black"}}
         title = f"{labels[dim]} shifted by ±{offset:.3g} ({kind} context), start t0={starts.t0[0]}"
         plot_dimensions(out / f"{name}_obs.png", series, obs, title=title, styles=styles)
         effect = {
-            f"|+{m:g} - base|": np.abs(plus - baseline).mean(0),
-            f"|-{m:g} - base|": np.abs(minus - baseline).mean(0),
+            f"|+{m:g}{unit} - base|": np.abs(plus - baseline).mean(0),
+            f"|-{m:g}{unit} - base|": np.abs(minus - baseline).mean(0),
         }
         plot_dimensions(out / f"{name}_effect.png", effect, obs, title=f"mean effect over {len(starts)} starts")
     else:
-        truth = rec.steps["image"][starts.rows[:, None] + np.arange(1, horizon + 1)[None]]
-        clips = [side_by_side([truth[i], baseline[i], plus[i], minus[i]]) for i in range(min(videos, len(starts)))]
+        shown = min(videos, len(starts))
+        truth = rec.steps["image"][starts.rows[:shown, None] + np.arange(1, horizon + 1)[None]]
+        clips = [side_by_side([truth[i], baseline[i], plus[i], minus[i]]) for i in range(shown)]
         write_video(out / f"{name}.mp4", np.concatenate(clips), fps=10)
         per_step = {
             "+m": np.abs(plus - baseline).mean((0, 2, 3, 4))[:, None],

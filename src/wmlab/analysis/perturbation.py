@@ -23,6 +23,15 @@ from wmlab.errors import WmlabError, unknown_name_error
 
 SIGNS = ("per_trajectory", "per_step", "fixed")
 UNITS = ("sigma", "abs")
+LATENTS = ("mode", "sample")
+
+
+def check_choices(**choices: str) -> None:
+    """Fail fast, before any recording, on an unknown ``sign``, ``units`` or ``latent`` option."""
+    valid = {"sign": SIGNS, "units": UNITS, "latent": LATENTS}
+    for kind, value in choices.items():
+        if value not in valid[kind]:
+            raise unknown_name_error(f"{kind} option", value, valid[kind])
 
 
 def context_labels(rec: Recording) -> list[str]:
@@ -70,6 +79,12 @@ def resolve_sigma(
     path = Path(source)
     if path.suffix == ".npz":
         other = Recording.load(path)
+        same = ("env", "variant", "seed", "checkpoint_step")
+        if any(other.meta.get(k) != rec.meta.get(k) for k in same) or "context" not in other.steps:
+            raise WmlabError(
+                f"{path} records another run or checkpoint ({', '.join(f'{k}={other.meta.get(k)}' for k in same)}); "
+                "take sigma from a recording of this run's newest checkpoint (`wmlab analyze context RUN`)"
+            )
         return context_sigma(other.steps["context"], other.full_windows)
     raise unknown_name_error("sigma source", source, ("auto", "recording", "grid", "PATH.npz"))
 

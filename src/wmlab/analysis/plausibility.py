@@ -22,7 +22,7 @@ import numpy as np
 
 from wmlab.analysis.context_recording import load_run_policy, record_contexts, require_context
 from wmlab.analysis.counterfactual import needs_images, start_points, trajectories_for_dims
-from wmlab.analysis.perturbation import context_labels, perturbation_offsets, resolve_sigma
+from wmlab.analysis.perturbation import check_choices, context_labels, perturbation_offsets, resolve_sigma
 from wmlab.analysis.plots import pyplot, save_figure
 from wmlab.atomic import atomic_write_text
 from wmlab.envs.contexts import context_space
@@ -78,10 +78,16 @@ def out_of_fold_scores(
     scores = np.zeros(len(x))
     for k in range(fold.max() + 1):
         test = fold == k
-        probabilities = [
-            model.fit(x[~test], labels[~test]).predict_proba(x[test])[:, 1]
-            for model in classifier_ensemble(ensemble, seed)
-        ]
+        try:
+            probabilities = [
+                model.fit(x[~test], labels[~test]).predict_proba(x[test])[:, 1]
+                for model in classifier_ensemble(ensemble, seed)
+            ]
+        except ValueError as e:  # e.g. the MLP's 20% early-stopping split of a tiny fold
+            raise WmlabError(
+                f"the {ensemble!r} classifier ensemble cannot fit {len(unique)} trajectory pairs ({e}); "
+                "record more episodes or lower --stride to get more pairs"
+            ) from None
         scores[test] = np.mean(probabilities, 0)
     return scores
 
@@ -172,6 +178,9 @@ def plausibility_analysis(
     runs classify decoded images average-pooled by ``pool``. A dimension with sigma 0 (``units=sigma``) is reported
     with AUC 0.5 without fitting (its shift is zero).
     """
+    check_choices(sign=sign, units=units, latent=latent)
+    if ensemble not in ENSEMBLES:
+        raise unknown_name_error("classifier ensemble", ensemble, ENSEMBLES)
     policy = load_run_policy(run)
     kind = require_context(policy.config.variant)
     space = context_space(policy.config.env.name)

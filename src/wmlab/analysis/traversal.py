@@ -17,7 +17,7 @@ import numpy as np
 
 from wmlab.analysis.context_recording import Recording, load_run_policy, record_contexts, require_context
 from wmlab.analysis.counterfactual import Starts, base_context, needs_images, obs_labels, rollout
-from wmlab.analysis.perturbation import context_labels, perturb, resolve_sigma
+from wmlab.analysis.perturbation import check_choices, context_labels, perturb, resolve_sigma
 from wmlab.analysis.plots import plot_dimensions, pyplot, save_figure, side_by_side, to_uint8
 from wmlab.atomic import atomic_write_text
 from wmlab.envs.contexts import context_space
@@ -125,6 +125,9 @@ def traversal_analysis(
         ms: multiples of sigma (or absolute offsets with ``units=abs``).
         episodes: recorded episodes (sigma uses all; the start is in episode 0).
     """
+    check_choices(units=units, latent=latent)
+    if actions not in ACTION_MODES:
+        raise unknown_name_error("traversal actions", actions, ACTION_MODES)
     policy = load_run_policy(run)
     kind = require_context(policy.config.variant)
     cfg = policy.config
@@ -179,7 +182,8 @@ def traversal_analysis(
             series = dict(zip(names, observations))
             styles = {}
             if len(start.future[0]):
-                series["real"], styles["real"] = start.future[0], {"color": "gray", "ls": "--"}
+                series["real (recorded actions)"] = start.future[0]
+                styles["real (recorded actions)"] = {"color": "gray", "ls": "--"}
             selected = [i for i in TRAVERSAL_DIMS.get(cfg.env.name, []) if i < len(obs_names)] or None
             plot_dimensions(out / f"d{d}_obs.png", series, obs_names, selected, title, styles)
         else:
