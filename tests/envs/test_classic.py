@@ -90,3 +90,19 @@ def test_pendulum_pixels_render():
     after = env.step(np.array([1.0]))[0]["image"]
     assert obs["image"].shape == after.shape == (64, 64, 3)
     assert not np.array_equal(obs["image"], after)
+
+
+@pytest.mark.parametrize("name", ["pendulum", "cartpole"])
+def test_render_state_draws_the_frame_of_a_state_observation(name):
+    env = make(name, obs="both", seed=0)
+    obs, _ = env.reset(seed=0)
+    for _ in range(5):
+        obs, *_ = env.step(env.action_space.sample())
+    if name == "pendulum":
+        env.unwrapped._env.last_u = None  # the real frame draws the last torque; a state observation has none
+    real = env.unwrapped._render(64)
+    drawn = env.unwrapped.render_state(obs["state"], 64)
+    assert np.abs(real.astype(int) - drawn.astype(int)).mean() < 1.0
+    other = env.unwrapped.render_state(obs["state"] + np.array([0.5, -0.5, 0.0, 0.0][: len(obs["state"])]), 64)
+    assert np.abs(other.astype(int) - drawn.astype(int)).mean() > 0.1, "a different state draws a different frame"
+    env.close()

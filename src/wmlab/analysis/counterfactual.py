@@ -43,6 +43,7 @@ from wmlab.analysis.perturbation import (
 from wmlab.analysis.plots import plot_dimensions, side_by_side
 from wmlab.atomic import atomic_write_text
 from wmlab.envs.contexts import context_space
+from wmlab.envs.registry import make
 from wmlab.errors import WmlabError, unknown_name_error
 from wmlab.media import write_video
 from wmlab.nn.distributions import symexp
@@ -317,6 +318,10 @@ def counterfactual_analysis(
             f"|-{m:g}{unit} - base|": np.abs(minus - baseline).mean(0),
         }
         plot_dimensions(out / f"{name}_effect.png", effect, obs, title=f"mean effect over {len(starts)} starts")
+        frames = _state_video(rec.meta["env"], rec.contexts[0], [starts.future, baseline, plus, minus], videos)
+        if frames is not None:  # classic-control state runs: imagined states drawn by the env's own renderer
+            write_video(out / f"{name}.mp4", frames, fps=10)
+            result["video"] = str(out / f"{name}.mp4")
     else:
         shown = min(videos, len(starts))
         truth = rec.steps["image"][starts.rows[:shown, None] + np.arange(1, horizon + 1)[None]]
@@ -352,3 +357,20 @@ def trajectories_for_dims(
         for d in dims
     }
     return baseline, shifted
+
+
+def _state_video(env_name: str, context: Mapping[str, float], series: list[np.ndarray], videos: int):
+    """[real | baseline | +m | -m] frames (T, S, 4 S, 3) for the first ``videos`` starts of a state run whose env can
+    draw a state observation (``render_state``: cartpole, pendulum); None for the others (DMC)."""
+    env = make(env_name, context=dict(context))
+    try:
+        if not hasattr(env.unwrapped, "render_state"):
+            return None
+        render = env.unwrapped.render_state
+        clips = []
+        for i in range(min(videos, len(series[0]))):
+            panels = [np.stack([render(obs) for obs in s[i]]) for s in series]
+            clips.append(side_by_side(panels))
+        return np.concatenate(clips)
+    finally:
+        env.close()

@@ -90,6 +90,11 @@ class CartPole(ContextualEnv):
     def _render(self, size: int) -> np.ndarray:
         return _resize(self._env.render(), size)
 
+    def render_state(self, state: np.ndarray, size: int = 64) -> np.ndarray:
+        """The frame of a state observation (x, x_dot, theta, theta_dot), e.g. one a world model imagined (S, S, 3)."""
+        self._env.state = np.asarray(state, np.float64)[:4]
+        return self._render(size)
+
     def physics_parameters(self) -> dict[str, Any]:
         env = self._env
         return {
@@ -142,6 +147,13 @@ class Pendulum(ContextualEnv):
 
     def _render(self, size: int) -> np.ndarray:
         return _resize(self._env.render(), size)
+
+    def render_state(self, state: np.ndarray, size: int = 64) -> np.ndarray:
+        """The frame of a state observation (cos, sin, theta_dot), e.g. one a world model imagined (S, S, 3)."""
+        cos, sin, theta_dot = np.asarray(state, np.float64)[:3]
+        self._env.state = np.array([np.arctan2(sin, cos), theta_dot])
+        self._env.last_u = None  # no torque arrow: the action is not part of the observation
+        return self._render(size)
 
     def physics_parameters(self) -> dict[str, Any]:
         env = self._env
