@@ -46,9 +46,13 @@ def test_train_grid_eval_and_zero_shot_report_end_to_end(tmp_path):
     out = tmp_path / "report"
     result = runner.invoke(
         app,
-        ["report", "zero-shot", *runs, "--experts", str(tmp_path / "experts.json"), "--out", str(out), "--reps", "100"],
+        ["report", *runs, "--experts", str(tmp_path / "experts.json"), "--out", str(out), "--reps", "100"],
     )
     assert result.exit_code == 0, result.output
+    html = (out / "report.html").read_text()
+    assert "Zero-shot generalisation" in html and "data:image/png;base64," in html, "self-contained HTML report"
+    assert "| extrapolation | DALI-S |" in (out / "report.md").read_text()
+    out = out / "zero_shot"
     report = json.loads((out / "zero_shot.json").read_text())
     assert report["methods"] == ["Dreamer-DR", "DALI-S"] and report["reference"] == "DALI-S"
     assert report["regions"]["interpolation"]["DALI-S"]["shape"] == [2, 10]

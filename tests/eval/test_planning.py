@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.latent.conftest import SMALL
+from wmlab.analysis.report import build_report
 from wmlab.config import build_config
 from wmlab.data.collect import CollectConfig, collect_pusht
 from wmlab.data.features import encode_store
@@ -113,6 +114,11 @@ def test_plan_loop_runs_every_variant_and_reports_both_rules(pusht, tmp_path_fac
     cfg.planner, cfg.mpc, cfg.max_iter, cfg.n_exec = "discrete-cem", True, 2, 5
     row = evaluate_planning(vq_run, cfg, show_progress=False)["result"]
     assert len(row["success_state_latched_curve"]) == 2 and row["success_state_latched"] >= row["success_state"]
+
+    report = build_report([action_run, vq_run], tmp_path_factory.mktemp("report"))
+    page = report.read_text()
+    assert "Planning to goals" in page and "data:video/mp4;base64," in page and "data:image/png;base64," in page
+    assert "null plan (calibration)" in (report.parent / "report.md").read_text()
 
 
 def test_the_cost_prefers_the_plan_that_reaches_the_goal_in_a_model_of_the_dynamics(pusht, tmp_path_factory):

@@ -7,7 +7,7 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
-from wmlab.cli import analysis, data, dreamer, envs, latent, planning  # noqa: F401 - importing registers the commands
+from wmlab.cli import analysis, data, dreamer, envs, latent, planning, report  # noqa: F401 - importing registers the commands
 from wmlab.cli.app import app
 from wmlab.errors import WmlabError
 

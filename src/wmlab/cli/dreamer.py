@@ -120,25 +120,3 @@ def experts_cmd(
     for context, expert, random in zip(table.contexts, table.expert, table.random):
         console.print(f"  {escape(json.dumps(context))}: expert {expert:.1f}, random {random:.1f}")
     console.print(f"wrote {root / env / 'experts.json'}")
-
-
-report_app = typer.Typer(help="Reports over trained runs.", no_args_is_help=True)
-app.add_typer(report_app, name="report")
-
-
-@report_app.command("zero-shot")
-def report_zero_shot_cmd(
-    runs: list[Path] = typer.Argument(..., help="grid-evaluated contextual runs of one env and modality"),
-    experts: Path = typer.Option(..., help="the expert table (experts/ENV/experts.json)"),
-    out: Path = typer.Option(Path("report"), help="output folder"),
-    reps: int = typer.Option(2000, help="bootstrap repetitions"),
-    reference: Optional[str] = typer.Option(None, help="method for probability of improvement (default DALI-S)"),
-) -> None:
-    """Normalised scores, IQM / median / mean / optimality gap with CIs per region, plots and a markdown table."""
-    from wmlab.analysis.zero_shot_report import zero_shot_report
-
-    result = zero_shot_report(runs, experts, out, reps, reference)
-    console.print((out / "zero_shot.md").read_text(), markup=False)
-    console.print(
-        f"wrote {out}/zero_shot.json, zero_shot.md, iqm.png" + (", improvement.png" if result["improvement"] else "")
-    )

@@ -95,3 +95,23 @@ def build_expert_table(
     table = ExpertTable(env, contexts, expert, random)
     table.save(Path(root) / env / "experts.json")
     return table
+
+
+#: the largest episode return each environment allows (per-step reward bound x episode length)
+MAX_RETURNS = {"pendulum": 0.0, "cartpole": 500.0, "ball_in_cup": 1000.0, "walker": 1000.0}
+
+
+def build_bounded_table(
+    env: str, root: str | Path, episodes: int, workers: int = 1, seed: int = 0, show_progress: bool = True
+) -> ExpertTable:
+    """A cheap normalisation without trained experts: R_expert = the environment's maximum return (as spec §9.2
+    does for ball_in_cup), R_random evaluated in the ``corners`` expert contexts. Scores are then fractions of the
+    best possible return above random: comparable between methods, lower than expert-normalised ones. Writes
+    ``ROOT/<env>/experts.json``."""
+    if env not in MAX_RETURNS:
+        raise WmlabError(f"no maximum return is known for {env!r}; train experts with `wmlab experts --env {env}`")
+    contexts = [context_space(env).complete(c) for c in expert_contexts(env, "corners")]
+    records = evaluate_contexts(PolicySpec("random", env), contexts, episodes, seed * 7919, workers, show_progress)
+    table = ExpertTable(env, contexts, [MAX_RETURNS[env]] * len(contexts), [r["mean"] for r in records])
+    table.save(Path(root) / env / "experts.json")
+    return table

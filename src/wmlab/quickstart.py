@@ -1,0 +1,165 @@
+"""`wmlab quickstart`: both systems end to end at small scale, then one report (about 15 minutes on 2 CPU cores).
+
+1. Contextual world models: `dreamer` and `dali-s` (tiny preset) trained on pendulum with `double_box` training
+   contexts, two runs side by side; each evaluated on the whole evaluation grid; scores normalised between the
+   random policy and the maximum return (no expert training at this budget); the DALI run's plausibility test
+   picks its most influential context dimension and a counterfactual video of it is rendered.
+2. Latent-action world models: a scripted PushT dataset, the `state` encoder, `action`, `la` and `la-vq` trained
+   with the `state` preset, their validation metrics, action decoders for `la` / `la-vq`, and open-loop planning
+   to goals from validation segments (CEM / discrete CEM), with the null-plan and replay calibration rows.
+3. ``OUT/report.html`` (self-contained) and ``OUT/report.md``.
+
+Every stage reuses what exists under OUT, so an interrupted quickstart continues where it stopped. ``budget``
+scales env steps, training steps, episodes and goals (2.0 is about twice as long and learns more).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from wmlab.config import build_config
+
+CONTEXT_VARIANTS = ("dreamer", "dali-s")
+LATENT_VARIANTS = ("action", "la", "la-vq")
+
+
+def _scaled(value: float, budget: float, minimum: int = 1) -> int:
+    return max(minimum, int(round(value * budget)))
+
+
+def _train_contextual(variant: str, run: str, steps: int, grid_episodes: int, threads: int) -> str:
+    """One contextual run: train (resuming) and evaluate on the grid; runs in a worker process."""
+    import torch
+
+    from wmlab.dreamer.config import DreamerConfig
+    from wmlab.dreamer.train import train_dreamer
+    from wmlab.errors import WmlabError
+    from wmlab.eval.zero_shot import evaluate_grid, grid_records
+    from wmlab.runs import Checkpointer
+
+    torch.set_num_threads(threads)
+    overrides = [f"variant={variant}", "env.name=pendulum", "env.train_contexts=double_box", f"train.steps={steps}"]
+    overrides.append(f"train.checkpoint_every={max(500, steps // 4)}")
+    cfg = build_config(DreamerConfig, "dreamer", "tiny", overrides=overrides)
+    paths = Checkpointer(Path(run) / "checkpoints").paths()
+    if not paths or int(paths[-1].stem[5:]) < steps:
+        train_dreamer(cfg, run, show_progress=False)
+    try:
+        done = bool(grid_records(run))
+    except WmlabError:
+        done = False
+    if not done:
+        evaluate_grid(run, grid_episodes, 1)
+    return run
+
+
+def quickstart(out: str | Path = "quickstart", budget: float = 1.0, jobs: int = 2, console: Console | None = None):
+    """Run the whole quickstart into ``out``; returns the report path and the stage timings."""
+    console = console or Console()
+    out = Path(out)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def stage(name: str) -> None:
+        timings[name] = time.perf_counter() - start
+        console.rule(f"[bold]{name}[/bold] ({timings[name] / 60:.1f} min in)")
+
+    # 1. contextual world models ----------------------------------------------------------------------------------
+    stage("1/3 contextual world models on pendulum (dreamer and dali-s, double_box contexts)")
+    steps, grid_episodes = _scaled(3000, budget, 500), _scaled(2, budget)
+    runs = {v: str(out / "runs" / f"pendulum-{v}") for v in CONTEXT_VARIANTS}
+    console.print(
+        f"training {', '.join(CONTEXT_VARIANTS)} for {steps} env steps each ({jobs} at a time), then "
+        f"{grid_episodes} episodes in each of the 76 grid contexts; progress: tensorboard --logdir {out / 'runs'}"
+    )
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_train_contextual, v, r, steps, grid_episodes, 1) for v, r in runs.items()]
+        for future in futures:
+            console.print(f"  done: {future.result()}")
+    from wmlab.eval.experts import build_bounded_table
+
+    table_path = out / "experts" / "pendulum" / "experts.json"
+    if not table_path.exists():
+        build_bounded_table("pendulum", out / "experts", _scaled(5, budget), jobs)
+    from wmlab.analysis.counterfactual import counterfactual_analysis
+    from wmlab.analysis.plausibility import plausibility_analysis
+
+    dali = Path(runs["dali-s"])
+    plaus = plausibility_analysis(dali, episodes=_scaled(4, budget), show_progress=True)
+    dim = int(plaus["most_influential"])
+    console.print(f"most influential inferred-context dimension: {plaus['most_influential_label']}")
+    counterfactual_analysis(dali, dim, episodes=2, videos=2, show_progress=True)
+
+    # 2. latent-action world models -------------------------------------------------------------------------------
+    stage("2/3 latent-action world models on PushT (action, la, la-vq; state preset)")
+    latent_runs = _latent_stage(out, budget, jobs, console)
+
+    # 3. report ---------------------------------------------------------------------------------------------------
+    stage("3/3 report")
+    from wmlab.analysis.report import build_report
+
+    intro = (
+        f"wmlab quickstart at budget {budget:g}: pendulum Dreamer vs DALI-S ({steps} env steps each, tiny preset, "
+        "double_box training contexts; zero-shot scores normalised between the random policy and the maximum "
+        "return 0, not by trained experts), and PushT latent world models (state encoder, state preset, "
+        f"{_scaled(2000, budget, 200)} training steps). Small budgets: the numbers show the pipeline, not the "
+        "methods' final performance."
+    )
+    path = build_report([*map(Path, runs.values()), *latent_runs], out, table_path, "wmlab quickstart", intro)
+    timings["total"] = time.perf_counter() - start
+    console.print(f"wrote {path} and {out / 'report.md'} in {timings['total'] / 60:.1f} min")
+    return path, timings
+
+
+def _latent_stage(out: Path, budget: float, jobs: int, console: Console) -> list[Path]:
+    from wmlab.data.collect import CollectConfig, collect_pusht
+    from wmlab.data.features import encode_store
+    from wmlab.eval.planning import PlanConfig, evaluate_planning, result_name
+    from wmlab.latent.decoder import DecoderConfig, train_decoder
+    from wmlab.latent.run import run_metrics
+    from wmlab.latent.train import LatentConfig, train_latent
+
+    data = out / "data" / "pusht"
+    episodes = _scaled(200, budget, 40)
+    console.print(f"collecting {episodes} scripted PushT episodes (64 px) into {data}")
+    collect_pusht(CollectConfig(episodes=episodes, seed=0, image_size=64), data, workers=jobs)
+    if not (data / "features" / "state" / "meta.json").exists():
+        encode_store(data, "state")
+    steps = _scaled(2000, budget, 200)
+    evals = _scaled(50, budget, 10)
+    runs = []
+    for variant in LATENT_VARIANTS:
+        run = out / "runs" / f"pusht-{variant}"
+        console.print(
+            f"{variant}: {steps} training steps, metrics, "
+            + ("" if variant == "action" else "decoder, ")
+            + f"planning to {evals} goals"
+        )
+        overrides = [f"data.path={data}", "data.features=state", f"model.variant={variant}"]
+        overrides += [f"train.max_steps={steps}", f"train.checkpoint_every={max(100, steps // 4)}"]
+        cfg = build_config(LatentConfig, "latent", "state", overrides=overrides)
+        train_latent(cfg, run)
+        if not (run / "results" / "metrics.json").exists():
+            run_metrics(run, rollouts=100)
+        if variant != "action" and not (run / "decoder" / "decoder.pt").exists():
+            train_decoder(run, DecoderConfig(train_pairs=_scaled(20000, budget), val_pairs=_scaled(2000, budget)))
+        planner = "discrete-cem" if variant == "la-vq" else "cem"
+        plan = build_config(PlanConfig, "plan", "state", extra={"planner": planner, "evals": evals, "videos": 2})
+        if not (run / "plans" / f"{result_name(plan)}.json").exists():
+            row = evaluate_planning(run, plan)["result"]
+            console.print(
+                f"  {variant}: success(state) {row['success_state']:.2f}, "
+                f"success(coverage) {row['success_coverage']:.2f}"
+            )
+        runs.append(run)
+    return runs
+
+
+def summary_lines(timings: dict[str, Any]) -> list[str]:
+    return [f"{name}: {seconds / 60:.1f} min" for name, seconds in timings.items()]
