@@ -51,10 +51,3 @@ in_shard() {
     (($1 % count == index))
 }
 
-# the `wmlab report` form of this checkout: "html" (wmlab report RUNS --experts X --out OUT, the zero-shot report in
-# OUT/zero_shot/) or "zero-shot" (wmlab report zero-shot RUNS --experts X --out OUT [--reference R])
-report_form() {
-    local help
-    help=$("$WMLAB" report --help 2>&1 || true)
-    if [[ "$help" == *--experts* ]]; then echo html; else echo zero-shot; fi
-}

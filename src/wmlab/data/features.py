@@ -136,16 +136,29 @@ def encode_store(
     dtype: str = "fp32",
     batch_size: int = 32,
     show_progress: bool = True,
+    device: str = "auto",
 ) -> FeatureCache:
-    """Encode a dataset with a named encoder into ``<dataset>/features/<encoder>-<size>`` (``state`` for states)."""
+    """Encode a dataset with a named encoder into ``<dataset>/features/<encoder>-<size>`` (``state`` for states).
+
+    ``device``: auto (CUDA when available), cpu or cuda. The features do not depend on it beyond float rounding."""
+    import torch
+
     from wmlab.encoders import make_encoder
 
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if encoder not in ENCODER_ALIASES:
         raise WmlabError(f"unknown encoder {encoder!r}; valid: {', '.join(ENCODER_ALIASES)}")
     store = EpisodeStore.open(path)
     stats = store.attrs["statistics"]
     model = make_encoder(
-        ENCODER_ALIASES[encoder], size, weights=weights, dtype=dtype, mean=stats["state_mean"], std=stats["state_std"]
+        ENCODER_ALIASES[encoder],
+        size,
+        weights=weights,
+        dtype=dtype,
+        mean=stats["state_mean"],
+        std=stats["state_std"],
+        device=device,
     )
     name = "state" if encoder == "state" else f"{encoder}-{size}"
     return encode_dataset(store, model, name, batch_size, show_progress)
