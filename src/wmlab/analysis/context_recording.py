@@ -68,6 +68,10 @@ def analysis_contexts(env: str, which: str = "tsne") -> list[dict[str, float]]:
     """Full context dicts of a named set: ``tsne`` (§10.3, 6-8 contexts), ``grid`` (§8.1) or ``default``."""
     space = context_space(env)
     if which == "tsne":
+        if env not in TSNE_CONTEXTS:  # an environment added later: the default and the four expert corners
+            from wmlab.envs.contexts import expert_contexts
+
+            return [space.complete(c) for c in expert_contexts(env, "corners")]
         return [space.complete(dict(zip(space.names, values))) for values in TSNE_CONTEXTS[env]]
     if which == "grid":
         return [space.complete(g.context) for g in space.evaluation_grid()]

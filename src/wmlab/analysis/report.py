@@ -141,7 +141,7 @@ def _dreamer_section(
     parts.append(_table(header, rows))
     md += [_md_table(header, rows), ""]
     parts.append(_embed_image(learning_curves(runs, out / "learning_curves.png")))
-    graded = [r for r in runs if (r / "results" / "eval.jsonl").exists()]
+    graded = [r for r in runs if _grid_evaluated(r)]
     if experts is not None and graded:
         from wmlab.analysis.zero_shot_report import zero_shot_report
 
@@ -156,6 +156,16 @@ def _dreamer_section(
         md += [table, ""]
     parts.append(_analysis_section(runs))
     return "\n".join(parts), "\n".join(md)
+
+
+def _grid_evaluated(run: Path) -> bool:
+    """Whether the run's newest checkpoint was evaluated on the whole grid (only those enter the zero-shot report)."""
+    from wmlab.eval.zero_shot import grid_records
+
+    try:
+        return bool(grid_records(run))
+    except WmlabError:
+        return False
 
 
 def _analysis_section(runs: list[Path]) -> str:

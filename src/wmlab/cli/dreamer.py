@@ -1,4 +1,4 @@
-"""`wmlab train dreamer`, `eval`, `experts`, `report zero-shot`: the contextual-RL pipeline."""
+"""`wmlab train dreamer`, `eval`, `experts`: the contextual-RL pipeline (reports: cli/report.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Optional spatial average pooling of patch tokens (spec latent_actions.md §5.5, `encoder.pool=k`).
+"""Optional spatial average pooling of patch tokens (spec latent_actions.md §5.5, `data.pool=k` in the latent config).
 
 Pooling happens when the feature cache is read, never when it is written: the cache always holds the encoder's
 native grid, so one cache serves every pooling factor.
@@ -19,7 +19,7 @@ def _grid_side(num_tokens: int) -> int:
     if side * side != num_tokens:
         raise WmlabError(
             f"cannot pool {num_tokens} tokens: pooling needs a square patch grid (P = g * g), e.g. 64 = 8 x 8; "
-            "set encoder.pool=1 for encoders without a grid (such as `state`)"
+            "set data.pool=1 for encoders without a grid (such as `state`)"
         )
     return side
 
@@ -28,14 +28,14 @@ def pooled_token_shape(token_shape: tuple[int, int], k: int) -> tuple[int, int]:
     """Token shape (P, D) after k x k pooling: (P / k^2, D). Raises WmlabError if the grid does not divide."""
     num_tokens, dim = token_shape
     if k < 1:
-        raise WmlabError(f"encoder.pool must be a positive integer, got {k}")
+        raise WmlabError(f"data.pool must be a positive integer, got {k}")
     if k == 1:
         return (num_tokens, dim)
     side = _grid_side(num_tokens)
     if side % k:
         divisors = [d for d in range(1, side + 1) if side % d == 0]
         raise WmlabError(
-            f"encoder.pool={k} does not divide the {side} x {side} patch grid; valid values: {divisors} "
+            f"data.pool={k} does not divide the {side} x {side} patch grid; valid values: {divisors} "
             "(or change the encoder input size)"
         )
     return ((side // k) ** 2, dim)

