@@ -97,9 +97,9 @@ def main() -> None:
     lines = [
         f"# DALI analyses, {args.env} (reduced-scale zero-shot study runs)",
         "",
-        "Ridge probe R^2 on held-out episodes (mean ± sd over seeds), from the context the model uses (inferred for",
-        "DALI, the normalised ground truth for cRSSM, which is a sanity check that should give ~1) and from the RSSM",
-        "latent [h, z]. Plausibility: AUC of a classifier ensemble separating imagined trajectories with one context",
+        "Ridge probe R^2 on held-out episodes (mean ± sd over seeds), from DALI's inferred context (cRSSM is given",
+        "the ground truth, so it has no context column) and from the RSSM latent [h, z]. Plausibility: AUC of a",
+        "classifier ensemble separating imagined trajectories with one context",
         f"dimension shifted by ±{args.m:g} sigma from unshifted ones (0.5 = the model ignores the dimension).",
         "",
         "| variant | "
