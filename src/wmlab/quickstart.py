@@ -15,6 +15,7 @@ scales env steps, training steps, episodes and goals (2.0 is about twice as long
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -59,6 +60,39 @@ def _train_contextual(variant: str, run: str, steps: int, grid_episodes: int, th
     return run
 
 
+def _latest_step(run: Path) -> tuple[int, float | None]:
+    """(newest logged env step, newest episode return) of a training run, read from its metrics file."""
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return 0, None
+    step, ret = 0, None
+    with open(path) as f:
+        for line in f.readlines()[-50:]:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line being written
+            step = max(step, int(record.get("step", 0)))
+            ret = record.get("episode/return", ret)
+    return step, ret
+
+
+def _watch(futures: list, runs: list[Path], steps: int) -> None:
+    """A progress bar over the env steps of runs that train in worker processes, until the workers finish."""
+    from wmlab.runs import progress_bar
+
+    shown = 0
+    with progress_bar("train + grid-evaluate", steps * len(runs), "env steps") as bar:
+        while not all(f.done() for f in futures):
+            latest = [_latest_step(run) for run in runs]
+            total = sum(min(step, steps) for step, _ in latest)
+            returns = {run.name.split("-", 1)[1]: round(r) for run, (_, r) in zip(runs, latest) if r is not None}
+            bar(total - shown, **returns)
+            shown = total
+            time.sleep(2.0)
+        bar(steps * len(runs) - shown)
+
+
 def quickstart(out: str | Path = "quickstart", budget: float = 1.0, jobs: int = 2, console: Console | None = None):
     """Run the whole quickstart into ``out``; returns the report path and the stage timings."""
     console = console or Console()
@@ -72,7 +106,7 @@ def quickstart(out: str | Path = "quickstart", budget: float = 1.0, jobs: int = 
 
     # 1. contextual world models ----------------------------------------------------------------------------------
     stage("1/3 contextual world models on pendulum (dreamer and dali-s, double_box contexts)")
-    steps, grid_episodes = _scaled(3000, budget, 500), _scaled(2, budget)
+    steps, grid_episodes = _scaled(2500, budget, 500), _scaled(2, budget)
     runs = {v: str(out / "runs" / f"pendulum-{v}") for v in CONTEXT_VARIANTS}
     console.print(
         f"training {', '.join(CONTEXT_VARIANTS)} for {steps} env steps each ({jobs} at a time), then "
@@ -80,6 +114,7 @@ def quickstart(out: str | Path = "quickstart", budget: float = 1.0, jobs: int = 
     )
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(_train_contextual, v, r, steps, grid_episodes, 1) for v, r in runs.items()]
+        _watch(futures, [Path(r) for r in runs.values()], steps)
         for future in futures:
             console.print(f"  done: {future.result()}")
     from wmlab.eval.experts import build_bounded_table
@@ -108,7 +143,7 @@ def quickstart(out: str | Path = "quickstart", budget: float = 1.0, jobs: int = 
         f"wmlab quickstart at budget {budget:g}: pendulum Dreamer vs DALI-S ({steps} env steps each, tiny preset, "
         "double_box training contexts; zero-shot scores normalised between the random policy and the maximum "
         "return 0, not by trained experts), and PushT latent world models (state encoder, state preset, "
-        f"{_scaled(2000, budget, 200)} training steps). Small budgets: the numbers show the pipeline, not the "
+        f"{_scaled(1500, budget, 200)} training steps). Small budgets: the numbers show the pipeline, not the "
         "methods' final performance."
     )
     path = build_report([*map(Path, runs.values()), *latent_runs], out, table_path, "wmlab quickstart", intro)
@@ -126,12 +161,12 @@ def _latent_stage(out: Path, budget: float, jobs: int, console: Console) -> list
     from wmlab.latent.train import LatentConfig, train_latent
 
     data = out / "data" / "pusht"
-    episodes = _scaled(200, budget, 40)
+    episodes = _scaled(150, budget, 40)
     console.print(f"collecting {episodes} scripted PushT episodes (64 px) into {data}")
     collect_pusht(CollectConfig(episodes=episodes, seed=0, image_size=64), data, workers=jobs)
     if not (data / "features" / "state" / "meta.json").exists():
         encode_store(data, "state")
-    steps = _scaled(2000, budget, 200)
+    steps = _scaled(1500, budget, 200)
     evals = _scaled(50, budget, 10)
     runs = []
     for variant in LATENT_VARIANTS:
