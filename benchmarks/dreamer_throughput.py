@@ -103,6 +103,7 @@ def main() -> None:
                 "torch_threads": torch.get_num_threads(),
                 "platform": platform.platform(),
                 "torch": torch.__version__,
+                "load_average_at_start": os.getloadavg(),
             },
             "command": "python benchmarks/dreamer_throughput.py "
             + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, False)),
