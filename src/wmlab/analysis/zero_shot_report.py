@@ -86,6 +86,7 @@ def zero_shot_report(
         "modality": modality,
         "reference": reference,
         "bootstrap_reps": reps,
+        "normalisation": table.kind,
         "methods": methods,
         "regions": {},
         "per_setting": {},
@@ -117,10 +118,12 @@ def zero_shot_report(
 
 
 def markdown_table(result: dict[str, Any]) -> str:
+    kind = result.get("normalisation", "experts")
+    top = "the maximum return (no trained experts)" if kind == "max-return" else "expert"
     lines = [
         f"# Zero-shot generalisation: {result['env']} ({result['modality']})",
         "",
-        f"Normalised scores (1 = expert, 0 = random), 95% stratified-bootstrap CIs ({result['bootstrap_reps']} "
+        f"Normalised scores (1 = {top}, 0 = random), 95% stratified-bootstrap CIs ({result['bootstrap_reps']} "
         "repetitions). ΔIQM is relative to Dreamer-DR.",
         "",
         "| region | method | runs x tasks | IQM [95% CI] | ΔIQM | median | mean | optimality gap |",

@@ -112,6 +112,6 @@ def build_bounded_table(
         raise WmlabError(f"no maximum return is known for {env!r}; train experts with `wmlab experts --env {env}`")
     contexts = [context_space(env).complete(c) for c in expert_contexts(env, "corners")]
     records = evaluate_contexts(PolicySpec("random", env), contexts, episodes, seed * 7919, workers, show_progress)
-    table = ExpertTable(env, contexts, [MAX_RETURNS[env]] * len(contexts), [r["mean"] for r in records])
+    table = ExpertTable(env, contexts, [MAX_RETURNS[env]] * len(contexts), [r["mean"] for r in records], "max-return")
     table.save(Path(root) / env / "experts.json")
     return table

@@ -74,6 +74,8 @@ class ExpertTable:
     contexts: list[dict[str, float]]
     expert: list[float]
     random: list[float]
+    #: ``experts`` (trained per-context experts, spec §9.2) or ``max-return`` (R_expert = the largest return)
+    kind: str = "experts"
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(path, json.dumps(asdict(self), indent=1) + "\n")
