@@ -26,7 +26,7 @@ from wmlab.analysis.probe import context_analysis
 from wmlab.atomic import atomic_write_text
 from wmlab.config import load_config
 from wmlab.dreamer.config import DreamerConfig
-from wmlab.runs import Checkpointer
+from wmlab.eval.zero_shot import trained_to
 
 
 def _cached(path: Path, compute):
@@ -58,8 +58,10 @@ def main() -> None:
     for variant in args.variants.split(","):
         for seed in [int(s) for s in args.seeds.split(",")]:
             run = Path(args.root) / args.env / f"{variant}-s{seed}"
-            paths = Checkpointer(run / "checkpoints").paths()
-            if not paths or int(paths[-1].stem[5:]) < load_config(DreamerConfig, run / "config.yaml").train.steps:
+            if (
+                not (run / "config.yaml").exists()
+                or trained_to(run) < load_config(DreamerConfig, run / "config.yaml").train.steps
+            ):
                 continue  # missing or still training
             entry: dict = {}
             entry["probe"] = _cached(

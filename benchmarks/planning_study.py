@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from wmlab.atomic import atomic_write_text
-from wmlab.config import build_config
+from wmlab.config import build_config, to_dict
 from wmlab.eval.planning import PlanConfig, evaluate_planning, result_name
 from wmlab.latent.decoder import DecoderConfig, train_decoder
 from wmlab.latent.run import load_latent
@@ -53,8 +53,8 @@ def main() -> None:
         extra = {"planner": planner, "evals": args.evals, "seed": args.seed}
         cfg = build_config(PlanConfig, "plan", plan_preset, overrides=args.overrides, extra=extra)
         path = run / "plans" / f"{result_name(cfg)}.json"
-        result = json.loads(path.read_text()) if path.exists() and not args.overrides else None
-        if result is None or result["plan"] != json.loads(json.dumps(vars_plan(cfg))):
+        result = json.loads(path.read_text()) if path.exists() else None
+        if result is None or result["plan"] != to_dict(cfg):  # reuse only a result of exactly these settings
             result = evaluate_planning(run, cfg)
         metrics_path = run / "results" / "metrics.json"
         result["validation"] = json.loads(metrics_path.read_text()) if metrics_path.exists() else None
@@ -111,12 +111,6 @@ def main() -> None:
     atomic_write_text(out / "table.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     print("wrote", out)
-
-
-def vars_plan(cfg: PlanConfig) -> dict:
-    from wmlab.config import to_dict
-
-    return to_dict(cfg)
 
 
 def _budget(plan: dict) -> str:

@@ -23,23 +23,8 @@ from wmlab.analysis.zero_shot_report import zero_shot_report
 from wmlab.config import build_config
 from wmlab.dreamer.config import DreamerConfig
 from wmlab.envs.contexts import expert_contexts
-from wmlab.errors import WmlabError
 from wmlab.eval.experts import MAX_RETURN_EXPERTS, build_expert_table, expert_run_dir
-from wmlab.eval.zero_shot import evaluate_grid, grid_records
-from wmlab.runs import Checkpointer
-
-
-def trained_to(run: Path) -> int:
-    paths = Checkpointer(run / "checkpoints").paths()
-    return int(paths[-1].stem[5:]) if paths else 0
-
-
-def grid_done(run: Path, steps: int) -> bool:
-    try:
-        records = grid_records(run)
-    except WmlabError:
-        return False
-    return bool(records) and records[0]["checkpoint_step"] >= steps
+from wmlab.eval.zero_shot import grid_evaluated, train_and_grid_evaluate, trained_to
 
 
 def run_job(cfg: DreamerConfig, run: Path, grid_episodes: int, threads: int) -> str:
@@ -50,10 +35,10 @@ def run_job(cfg: DreamerConfig, run: Path, grid_episodes: int, threads: int) -> 
 
     torch.set_num_threads(threads)
     start = time.time()
-    if trained_to(run) < cfg.train.steps:
+    if grid_episodes:
+        train_and_grid_evaluate(cfg, run, grid_episodes)
+    elif trained_to(run) < cfg.train.steps:
         train_dreamer(cfg, run, show_progress=False)
-    if grid_episodes and not grid_done(run, cfg.train.steps):
-        evaluate_grid(run, grid_episodes, 1, show_progress=False)
     return f"{run} done in {time.time() - start:.0f} s"
 
 
@@ -91,7 +76,7 @@ def main() -> None:
                 overrides = [*common, "variant=dreamer", f"seed={seed}"]
                 cfg = build_config(DreamerConfig, "dreamer", args.preset, overrides=overrides, extra=extra)
                 jobs.append((cfg, expert_run_dir(root / "experts", args.env, context, seed), 0))
-    todo = [j for j in jobs if trained_to(j[1]) < args.steps or (j[2] and not grid_done(j[1], args.steps))]
+    todo = [j for j in jobs if trained_to(j[1]) < args.steps or (j[2] and not grid_evaluated(j[1], args.steps))]
     print(f"{len(jobs)} runs, {len(todo)} to train or evaluate, {args.jobs} at a time", flush=True)
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
         futures = [pool.submit(run_job, cfg, run, episodes, args.threads) for cfg, run, episodes in todo]

@@ -39,24 +39,13 @@ def _train_contextual(variant: str, run: str, steps: int, grid_episodes: int, th
     import torch
 
     from wmlab.dreamer.config import DreamerConfig
-    from wmlab.dreamer.train import train_dreamer
-    from wmlab.errors import WmlabError
-    from wmlab.eval.zero_shot import evaluate_grid, grid_records
-    from wmlab.runs import Checkpointer
+    from wmlab.eval.zero_shot import train_and_grid_evaluate
 
     torch.set_num_threads(threads)
     overrides = [f"variant={variant}", "env.name=pendulum", "env.train_contexts=double_box", f"train.steps={steps}"]
     overrides.append(f"train.checkpoint_every={max(500, steps // 4)}")
     cfg = build_config(DreamerConfig, "dreamer", "tiny", overrides=overrides)
-    paths = Checkpointer(Path(run) / "checkpoints").paths()
-    if not paths or int(paths[-1].stem[5:]) < steps:
-        train_dreamer(cfg, run, show_progress=False)
-    try:
-        done = bool(grid_records(run))
-    except WmlabError:
-        done = False
-    if not done:
-        evaluate_grid(run, grid_episodes, 1)
+    train_and_grid_evaluate(cfg, run, grid_episodes)
     return run
 
 

@@ -83,7 +83,7 @@ def plan_oracle_cmd(
     seed: int = typer.Option(0, help="target draw and planner seed"),
     samples: int = typer.Option(100, help="CEM samples N"),
     elites: int = typer.Option(10, help="CEM elites k"),
-    iterations: int = typer.Option(10, help="CEM iterations"),
+    iterations: int = typer.Option(20, help="CEM iterations"),
     var_scale: float = typer.Option(
         3.0, help="initial CEM sigma in normalised action units; wide, so that samples find contact with the block"
     ),
@@ -91,30 +91,11 @@ def plan_oracle_cmd(
     out: Optional[Path] = typer.Option(None, help="result JSON (default DATA/targets/oracle-...json)"),
 ) -> None:
     """Calibration: CEM with the PushT simulator as the dynamics on the same targets (must reach >= 0.9)."""
-    import json
-
-    import numpy as np
-
-    from wmlab.atomic import atomic_write_text
-    from wmlab.data.trajectories import EpisodeStore
-    from wmlab.eval.goals import calibration_rows, load_or_sample_targets
-    from wmlab.eval.oracle import oracle_row
+    from wmlab.eval.oracle import oracle_study
     from wmlab.planning import CEMConfig
 
-    store = EpisodeStore.open(data)
-    targets, path = load_or_sample_targets(store, evals, seed)
-    stats = store.attrs["statistics"]
     cem = CEMConfig(samples=samples, elites=elites, iterations=iterations, var_scale=var_scale)
-    result = oracle_row(
-        targets, np.asarray(stats["action_mean"]), np.asarray(stats["action_std"]), cem, seed=seed, workers=workers
-    )
-    result["calibration"] = calibration_rows(targets)
-    result["targets"] = str(path)
-    target = (
-        out
-        or Path(data) / "targets" / f"oracle-seed{seed}-n{evals}-N{samples}k{elites}i{iterations}s{var_scale:g}.json"
-    )
-    atomic_write_text(target, json.dumps(result, indent=1) + "\n")
+    result, target = oracle_study(data, evals, seed, cem, workers, out)
     row = result["row"]
     console.print(
         f"oracle: success(state) {row['success_state']:.2f} {_ci(row['success_state_ci95'])}, success(coverage) "

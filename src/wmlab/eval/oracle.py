@@ -10,9 +10,11 @@ execution and the success rules independently of any learning.
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,3 +108,26 @@ def oracle_row(
     row = summarize(merged)
     row["planner"] = {"name": "cem", **vars(cem), "horizon": horizon, "dynamics": "PushT simulator"}
     return {"row": row, "per_instance": {k: v.tolist() for k, v in merged.items()}}
+
+
+def oracle_study(
+    data: str | Path, evals: int, seed: int, cem: CEMConfig, workers: int = 1, out: str | Path | None = None
+) -> tuple[dict[str, Any], Path]:
+    """``wmlab plan-oracle``: the oracle row and the null / replay rows on the dataset's saved targets, written to
+    ``out`` (default ``DATA/targets/oracle-seed<k>-n<evals>-N<N>k<k>i<I>s<sigma0>.json``). Returns (result, path)."""
+    from wmlab.atomic import atomic_write_text
+    from wmlab.data.trajectories import EpisodeStore
+    from wmlab.eval.goals import calibration_rows, load_or_sample_targets
+
+    store = EpisodeStore.open(data)
+    targets, targets_path = load_or_sample_targets(store, evals, seed)
+    stats = store.attrs["statistics"]
+    result = oracle_row(
+        targets, np.asarray(stats["action_mean"]), np.asarray(stats["action_std"]), cem, seed=seed, workers=workers
+    )
+    result["calibration"] = calibration_rows(targets)
+    result["targets"] = str(targets_path)
+    name = f"oracle-seed{seed}-n{evals}-N{cem.samples}k{cem.elites}i{cem.iterations}s{cem.var_scale:g}.json"
+    path = Path(out) if out is not None else Path(data) / "targets" / name
+    atomic_write_text(path, json.dumps(result, indent=1) + "\n")
+    return result, path

@@ -66,6 +66,34 @@ def grid_records(run: str | Path) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
+def trained_to(run: str | Path) -> int:
+    """The env step of a run's newest checkpoint (0 without one)."""
+    from wmlab.runs import Checkpointer
+
+    paths = Checkpointer(RunDir(run).checkpoints_dir).paths()
+    return int(paths[-1].stem[5:]) if paths else 0
+
+
+def grid_evaluated(run: str | Path, steps: int) -> bool:
+    """Whether a grid evaluation of a checkpoint at ``steps`` or later exists."""
+    try:
+        return grid_records(run)[0]["checkpoint_step"] >= steps
+    except WmlabError:
+        return False
+
+
+def train_and_grid_evaluate(cfg: Any, run: str | Path, episodes: int, show_progress: bool = False) -> Path:
+    """Train a Dreamer run to ``cfg.train.steps`` (resuming) and evaluate that checkpoint on the whole grid, each
+    step skipped when already done; what the studies and the quickstart run per job."""
+    from wmlab.dreamer.train import train_dreamer
+
+    if trained_to(run) < cfg.train.steps:
+        train_dreamer(cfg, run, show_progress=show_progress)
+    if not grid_evaluated(run, cfg.train.steps):
+        evaluate_grid(run, episodes, 1, show_progress=show_progress)
+    return Path(run)
+
+
 @dataclass
 class ExpertTable:
     """Per expert context: the expert return R_expert and the random-policy return R_random (spec §9.2-§9.3)."""
