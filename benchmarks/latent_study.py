@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--variants", default="action,la,la-vq")
     parser.add_argument("--rollouts", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--encoder-dtype", default="fp32", help="fp32 or bf16 (autocast) for the one-time DINOv2 pass")
     parser.add_argument("--root", default="runs/latent_study")
     args = parser.parse_args()
     root = Path(args.root)
@@ -45,7 +46,7 @@ def main() -> None:
     probe = build_config(LatentConfig, "latent", args.preset)
     encoder = "state" if probe.data.features == "state" else "dinov2"
     size = 0 if encoder == "state" else int(probe.data.features.split("-")[-1])
-    encode_store(data, encoder, size or 224)
+    encode_store(data, encoder, size or 224, dtype=args.encoder_dtype)
     results = {}
     for variant in args.variants.split(","):
         run = root / f"{args.preset}-{variant}"

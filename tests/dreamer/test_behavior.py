@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from tests.sizes import MICRO_DREAMER
@@ -100,3 +101,36 @@ def test_compiled_agent_keeps_parameter_names_so_checkpoints_are_interchangeable
     compiled = DreamerAgent(cfg, 3, 2, False)
     assert list(plain.state_dict()) == list(compiled.state_dict())
     compiled.load_state_dict(plain.state_dict())
+
+
+def test_imagined_continue_mode_thresholds_and_mean_discounts_by_the_probability():
+    """A continue head fixed at P = 0.8: ``mode`` imagines no termination (c = 1), ``mean`` discounts by 0.8."""
+    returns = {}
+    for reading in ("mode", "mean"):
+        cfg = build_config(
+            DreamerConfig, "dreamer", "tiny", overrides=[*SMALL, f"behavior.imagined_continue={reading}"]
+        )
+        agent = DreamerAgent(cfg, obs_dim=3, action_dim=2, discrete=True)
+        wm = agent.wm
+        with torch.no_grad():  # constant heads: reward symexp(bins[k]) everywhere, P(continue) = 0.8, value 0
+            wm.cont_head.out.weight.zero_()
+            wm.cont_head.out.bias.fill_(float(np.log(0.8 / 0.2)))
+            wm.reward_head.out.weight.zero_()
+            k = int(torch.argmin((wm.bins - np.log(2.0)).abs()))
+            wm.reward_head.out.bias.zero_()[k] = 50.0
+        data = agent.to_torch(_batch(cfg, 3, 2))
+        _, post, _, _ = wm.loss(data)
+        _, _, metrics = agent.ac.loss(wm, post, data["is_terminal"])
+        assert float(metrics["ac/imag_terminal"]) == 0.0
+        returns[reading] = float(metrics["ac/return"])
+    h, reward = cfg.behavior.horizon, float(torch.expm1(wm.bins[k]))
+    for reading, c in (("mode", 1.0), ("mean", 0.8)):
+        expected = lambda_returns(
+            torch.full((h, 1), reward),
+            torch.full((h, 1), c),
+            torch.zeros(h + 1, 1),
+            cfg.behavior.discount,
+            cfg.behavior.lam,
+        ).mean()
+        assert returns[reading] == pytest.approx(float(expected), rel=1e-3)
+    assert returns["mean"] < returns["mode"]

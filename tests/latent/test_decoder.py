@@ -13,18 +13,17 @@ from wmlab.config import build_config
 from wmlab.data.features import FeatureCache, FeatureWindows, encode_store
 from wmlab.data.trajectories import EpisodeStore
 from wmlab.errors import WmlabError
-from wmlab.latent import decoder as decoder_module
+from wmlab.latent import decoder_pairs
 from wmlab.latent.decoder import (
     ActionDecoder,
     DecoderConfig,
-    build_pairs,
     decode_plan,
     denormalise_macro,
     load_decoder,
-    load_pairs,
     pair_rmse,
     train_decoder,
 )
+from wmlab.latent.decoder_pairs import build_pairs, load_pairs
 from wmlab.latent.train import LatentConfig, open_windows, train_latent
 from wmlab.latent.world_model import IDMConfig, LatentModelConfig, LatentWorldModel, PredictorConfig
 
@@ -215,7 +214,7 @@ def test_pair_cache_is_reused_unless_rebuilt_and_written_atomically(run, trained
         out["tokens"][:] = 1.0
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(decoder_module, "build_pairs", failing)
+    monkeypatch.setattr(decoder_pairs, "build_pairs", failing)
     with pytest.raises(KeyboardInterrupt):
         train_decoder(run, cfg, rebuild=True, show_progress=False)
     assert (folder / "meta.json").stat().st_mtime_ns == stamp  # the old cache is intact

@@ -129,7 +129,8 @@ class ActorCritic(nn.Module):
         with frozen(wm, self.critic):
             features, _, actions = self.imagine(wm, start, cfg.horizon, context, generator)
             reward = wm.reward(features[1:]).mean()
-            cont = (wm.cont_logits(features[1:]) > 0).float()
+            cont_logits = wm.cont_logits(features[1:])
+            cont = torch.sigmoid(cont_logits) if cfg.imagined_continue == "mean" else (cont_logits > 0).float()
             cont = torch.cat([1.0 - is_terminal.flatten()[None].float(), cont])  # (H + 1, N)
             value = self.value(features, wm.bins).mean()
             returns = lambda_returns(reward, cont[1:], value, cfg.discount, cfg.lam)
@@ -157,6 +158,7 @@ class ActorCritic(nn.Module):
             "ac/imag_reward": reward.mean(),
             "ac/return_scale": scale,
             "ac/advantage": advantage.mean(),
+            "ac/imag_terminal": (cont_logits < 0).float().mean(),  # imagined steps the model calls terminal
         }
         return actor_loss, critic_loss, {k: v.detach() for k, v in metrics.items()}
 

@@ -54,6 +54,10 @@ class BehaviorConfig:
     lr: float = 3e-5
     eps: float = 1e-5
     grad_clip: float = 100.0
+    #: how imagination reads the continue head: ``mode`` (DreamerV3: 1 if P(continue) > 0.5, else 0) or ``mean``
+    #: (DreamerV2: the probability itself discounts). ``mean`` keeps the graded "danger" signal of states the model
+    #: cannot yet classify sharply (CartPole's termination boundary, benchmarks/results/dreamer_cartpole_*.json).
+    imagined_continue: Literal["mode", "mean"] = "mode"
 
 
 @dataclass

@@ -201,6 +201,37 @@ def gaussian_init(
     return mean.expand(horizon, dim).clone(), std.expand(horizon, dim).clone()
 
 
+def gaussian_start(
+    planner: str,
+    init: str,
+    var_scale: float,
+    init_mean: torch.Tensor | None,
+    init_std: torch.Tensor | None,
+    batch: int,
+    horizon: int,
+    dim: int,
+    warm_start: torch.Tensor | None,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checked plan arguments, then the starting (mean, std), each (B, H, d), of a Gaussian planner (CEM, MPPI).
+
+    The mean is :func:`gaussian_init`'s with the warm start's H' rows first; the std is always the initial one.
+    """
+    check_plan_args(planner, batch, horizon)
+    warm = check_warm_start(planner, warm_start, batch, horizon, (dim,))
+    mean_init, std_init = gaussian_init(init, var_scale, init_mean, init_std, dim, horizon, device)
+    return warm_started_mean(mean_init, warm, batch), std_init.expand(batch, horizon, dim)
+
+
+def sample_around(mean: torch.Tensor, std: torch.Tensor, samples: int, generator: torch.Generator) -> torch.Tensor:
+    """N = ``samples`` Gaussian candidates (B, N, H, d) around mean and std (B, H, d); candidate 0 is the mean."""
+    batch, horizon, dim = mean.shape
+    noise = torch.randn((batch, samples, horizon, dim), generator=generator, device=mean.device)
+    candidates = mean.unsqueeze(1) + std.unsqueeze(1) * noise
+    candidates[:, 0] = mean
+    return candidates
+
+
 def history_rows(names: tuple[str, ...], rows: list[torch.Tensor]) -> list[dict[str, float]]:
     """Per-iteration diagnostics as python floats; ``rows`` holds one (len(names),) tensor per iteration.
 

@@ -17,15 +17,13 @@ from wmlab.planning.base import (
     CostFn,
     PlanResult,
     check_init,
-    check_plan_args,
     check_positive,
-    check_warm_start,
     evaluate_cost,
-    gaussian_init,
+    gaussian_start,
     history_rows,
     require_space,
     resolve_stats,
-    warm_started_mean,
+    sample_around,
 )
 
 HISTORY = ("best_cost", "mean_elite_cost", "mean_sigma")
@@ -108,24 +106,17 @@ class CEM:
         The cost is called with candidates (B, N, H, d) once per iteration, under ``torch.no_grad()``, and once more
         with the final μ (B, 1, H, d) to report ``PlanResult.cost``.
         """
-        cfg, dim = self.cfg, self.space.dim
-        check_plan_args(self.name, batch, horizon)
-        warm = check_warm_start(self.name, warm_start, batch, horizon, (dim,))
-        device = generator.device
-        mean_init, std_init = gaussian_init(
-            cfg.init, cfg.var_scale, self.init_mean, self.init_std, dim, horizon, device
-        )
+        cfg, dim, device = self.cfg, self.space.dim, generator.device
+        mean, std = gaussian_start(
+            self.name, cfg.init, cfg.var_scale, self.init_mean, self.init_std, batch, horizon, dim, warm_start, device
+        )  # (B, H, d) each
         bounds = self.bounds(device)
-        mean = warm_started_mean(mean_init, warm, batch)  # (B, H, d)
-        std = std_init.expand(batch, horizon, dim)
         if bounds is not None:
             mean = mean.clamp(*bounds)
         rows = []
         with torch.no_grad():
             for _ in range(cfg.iterations):
-                noise = torch.randn((batch, cfg.samples, horizon, dim), generator=generator, device=device)
-                candidates = mean.unsqueeze(1) + std.unsqueeze(1) * noise  # (B, N, H, d)
-                candidates[:, 0] = mean  # the mean is always a candidate
+                candidates = sample_around(mean, std, cfg.samples, generator)  # (B, N, H, d)
                 if bounds is not None:
                     candidates = candidates.clamp(*bounds)
                 costs = evaluate_cost(self.name, cost, candidates)  # (B, N)
