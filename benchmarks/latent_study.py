@@ -57,7 +57,12 @@ def main() -> None:
             overrides=[f"data.path={data}", f"model.variant={variant}", f"train.max_steps={args.steps}"],
         )
         train_latent(cfg, run)
-        results[variant] = run_metrics(run, args.rollouts)
+        stored = run / "results" / "metrics.json"
+        previous = json.loads(stored.read_text()) if stored.exists() else {}
+        if previous.get("step") == args.steps and previous.get("rollouts") == args.rollouts:
+            results[variant] = previous  # `wmlab metrics` already measured this checkpoint with these settings
+        else:
+            results[variant] = run_metrics(run, args.rollouts)
     out = Path(f"benchmarks/results/latent_study_{args.preset}_{args.steps}steps")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "metrics.json", json.dumps({"args": vars(args), "results": results}, indent=1) + "\n")

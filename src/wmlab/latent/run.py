@@ -38,6 +38,7 @@ def run_metrics(run: str | Path, rollouts: int = 600, max_batches: int | None = 
         "encoder": checkpoint["encoder"],
         "features": cfg.data.features,
         "pool": cfg.data.pool,
+        "rollouts": rollouts,
         **metrics,
     }
     path = RunDir(run).results_dir / "metrics.json"
