@@ -56,7 +56,7 @@ class BehaviorConfig:
     grad_clip: float = 100.0
     #: how imagination reads the continue head: ``mode`` (DreamerV3: 1 if P(continue) > 0.5, else 0) or ``mean``
     #: (DreamerV2: the probability itself discounts). ``mean`` keeps the graded "danger" signal of states the model
-    #: cannot yet classify sharply (CartPole's termination boundary, benchmarks/results/dreamer_cartpole_*.json).
+    #: cannot yet classify sharply; it did not rescue CartPole (benchmarks/results/dreamer_cartpole_tiny_contmean.json).
     imagined_continue: Literal["mode", "mean"] = "mode"
 
 
