@@ -22,7 +22,7 @@ from wmlab.errors import WmlabError
 from wmlab.latent.run import run_metrics
 from wmlab.latent.train import LatentConfig, train_latent
 
-COLUMNS = ("latent_pred_error", "rollout_mse", "swap_score", "shuffle_delta")
+COLUMNS = ("latent_pred_error", "copy_error", "rollout_mse", "swap_score", "shuffle_delta")
 
 
 def main() -> None:

@@ -61,6 +61,19 @@ def test_validation_metrics_of_a_vq_model(dataset):
     assert set(metrics["flags"]) >= {"leakage (swap_score > 0.65)", "conditioning ignored (shuffle_delta < 0.05)"}
 
 
+def test_copy_error_is_the_last_frame_baseline_and_flags_a_model_worse_than_it(dataset):
+    cfg = build_config(LatentConfig, "latent", "state", overrides=SMALL + ["model.variant=action"])
+    model = LatentWorldModel(cfg.model, 1, 5)
+    windows = _windows(dataset)
+    untrained = validation_metrics(model, windows, rollouts=4)
+    flag = "worse than copying the last frame (latent_pred_error > copy_error)"
+    assert untrained["copy_error"]["mean"] < untrained["latent_pred_error"]["mean"] and untrained["flags"][flag]
+    model.predict = lambda source, conditioning: source  # a predictor that copies the frame it is given
+    copying = teacher_forced_metrics(model, windows)  # same batches as validation_metrics
+    assert copying["latent_pred_error"]["mean"] == pytest.approx(copying["copy_error"]["mean"])
+    assert copying["copy_error"]["mean"] == pytest.approx(untrained["copy_error"]["mean"], rel=1e-6)
+
+
 def test_summary_confidence_interval():
     s = summary([1.0, 2.0, 3.0, 4.0])
     se = np.std([1, 2, 3, 4], ddof=1) / 2

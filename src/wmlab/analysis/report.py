@@ -256,7 +256,7 @@ def _latent_section(runs: list[Path], out: Path) -> tuple[str, str]:
     return "\n".join(parts), "\n".join(md)
 
 
-METRICS = ("latent_pred_error", "rollout_mse", "swap_score", "shuffle_delta")
+METRICS = ("latent_pred_error", "copy_error", "rollout_mse", "swap_score", "shuffle_delta")
 
 
 def build_report(

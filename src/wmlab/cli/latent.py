@@ -56,7 +56,7 @@ def metrics_cmd(
     from wmlab.latent.run import run_metrics
 
     result = run_metrics(run, rollouts, max_batches)
-    for name in ("latent_pred_error", "rollout_mse", "swap_score", "shuffle_delta", "vq_commit_loss"):
+    for name in ("latent_pred_error", "copy_error", "rollout_mse", "swap_score", "shuffle_delta", "vq_commit_loss"):
         if name in result and "mean" in result[name]:
             value = result[name]
             console.print(

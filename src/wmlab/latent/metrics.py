@@ -4,7 +4,8 @@ All run in eval mode on the val split: ``latent_pred_error`` (teacher-forced one
 ``rollout_mse`` (open loop from real frames over random horizons), ``swap_score`` (does the prediction follow a
 donor's target when given the donor's conditioning? high = the conditioning leaks the target), ``shuffle_delta``
 (relative error increase with shuffled conditioning; ~0 = conditioning ignored), codebook ``perplexity`` and
-``dead_code_rate``.
+``dead_code_rate``. [lib] ``copy_error`` is the one-step MSE of predicting each frame as a copy of the last one it
+follows, on the same windows: a trained predictor should be below it (flagged otherwise).
 """
 
 from __future__ import annotations
@@ -65,14 +66,23 @@ def swap_score(
 def teacher_forced_metrics(
     model: LatentWorldModel, windows: FeatureWindows, batch_size: int = 64, max_batches: int | None = None
 ) -> dict[str, Any]:
-    """latent_pred_error, vq_commit_loss, swap_score, shuffle_delta (+ base / shuffled MSE), perplexity, dead rate."""
+    """latent_pred_error, copy_error, vq_commit_loss, swap_score, shuffle_delta (+ base / shuffled MSE), perplexity,
+    dead rate."""
     model.eval()
     order = np.random.default_rng(0).permutation(len(windows))
     generator = torch.Generator().manual_seed(0)
     h = model.cfg.history
     values: dict[str, list[float]] = {
         k: []
-        for k in ("latent_pred_error", "vq_commit_loss", "swap_score", "shuffle_delta", "mse_base", "mse_shuffled")
+        for k in (
+            "latent_pred_error",
+            "copy_error",
+            "vq_commit_loss",
+            "swap_score",
+            "shuffle_delta",
+            "mse_base",
+            "mse_shuffled",
+        )
     }
     counts = None
     batches = range(0, len(order), batch_size)
@@ -87,6 +97,7 @@ def teacher_forced_metrics(
         base = F.mse_loss(model.predict(source, cond), target).item()
         shuffled = F.mse_loss(model.predict(source, cond[torch.randperm(len(cond), generator=generator)]), target)
         values["latent_pred_error"].append(base)
+        values["copy_error"].append(F.mse_loss(source, target).item())  # frame k predicted as frame k - 1
         values["vq_commit_loss"].append(float(extras["commitment"]))
         values["mse_base"].append(base)
         values["mse_shuffled"].append(shuffled.item())
@@ -154,6 +165,8 @@ def validation_metrics(
     metrics["flags"] = {
         "leakage (swap_score > 0.65)": metrics["swap_score"]["mean"] > 0.65,
         "conditioning ignored (shuffle_delta < 0.05)": metrics["shuffle_delta"]["mean"] < 0.05,
+        "worse than copying the last frame (latent_pred_error > copy_error)": metrics["latent_pred_error"]["mean"]
+        > metrics["copy_error"]["mean"],
     }
     if "perplexity_norm" in metrics:
         metrics["flags"]["codebook collapse (perplexity_norm < 0.1)"] = metrics["perplexity_norm"] < 0.1
