@@ -20,21 +20,12 @@ import numpy as np
 import torch
 
 from wmlab.atomic import atomic_write_text
+from wmlab.data.replay import read_streams
 from wmlab.dreamer.policy import load_policy
+from wmlab.errors import WmlabError
 from wmlab.runs import RunDir
 
-
-def read_worker_streams(replay_dir: Path) -> list[dict[str, np.ndarray]]:
-    """Each worker's stored steps, in order, from the replay's chunk files ``w{worker}-{first step}.npz``."""
-    streams = []
-    for worker in sorted({path.name.split("-")[0] for path in replay_dir.glob("w*-*.npz")}):
-        parts: dict[str, list[np.ndarray]] = {}
-        for path in sorted(replay_dir.glob(f"{worker}-*.npz")):
-            with np.load(path) as chunk:
-                for key in chunk.files:
-                    parts.setdefault(key, []).append(chunk[key])
-        streams.append({key: np.concatenate(values) for key, values in parts.items()})
-    return streams
+OPEN_LOOP_STEPS = (1, 3, 5, 10, 15)  #: prior steps imagined before the terminal step
 
 
 def terminal_windows(data: dict[str, np.ndarray], window: int) -> np.ndarray:
@@ -54,15 +45,27 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.window < max(OPEN_LOOP_STEPS) + 2:
+        parser.error(
+            f"--window must be at least {max(OPEN_LOOP_STEPS) + 2} (the longest open-loop check plus its start)"
+        )
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    policy = load_policy(args.run, device="cpu")
+    try:
+        policy = load_policy(args.run, device="cpu")
+        streams = read_streams(RunDir(args.run).path / "replay")
+    except WmlabError as e:
+        raise SystemExit(f"dreamer_continue_probe: {e}") from e
     agent, wm = policy.agent, policy.agent.wm
-    streams = read_worker_streams(RunDir(args.run).path / "replay")
+    if agent.cfg.variant != "dreamer":
+        raise SystemExit(
+            f"dreamer_continue_probe: {args.run} is a {agent.cfg.variant} run; the probe filters without context, so "
+            "it reads plain `dreamer` runs only"
+        )
     windows = [(stream, terminal_windows(stream, args.window)) for stream in streams]
     if sum(len(index) for _, index in windows) == 0:
         raise SystemExit(f"{args.run}: no terminal step with {args.window} steps of its episode before it")
-    keys = [key for key in streams[0] if key != "context"]
+    keys = [key for key in streams[0] if key != "context"]  # the plain dreamer variant never reads the context
     batch = agent.to_torch({k: np.concatenate([stream[k][index] for stream, index in windows]) for k in keys})
     length = args.window
     with torch.no_grad():
@@ -70,7 +73,7 @@ def main() -> None:
         post, _ = wm.rssm.observe(embed, batch["prev_action"], batch["is_first"].bool(), generator=generator)
         posterior = torch.sigmoid(wm.cont_logits(wm.head_features(post, None)))  # (M, T)
         open_loop = {}
-        for k in (1, 3, 5, 10, 15):
+        for k in OPEN_LOOP_STEPS:
             state = {key: value[:, length - 1 - k] for key, value in post.items()}
             for j in range(k):
                 state = wm.rssm.img_step(state, batch["prev_action"][:, length - k + j], generator=generator)

@@ -59,8 +59,9 @@ def main() -> None:
         train_latent(cfg, run)
         stored = run / "results" / "metrics.json"
         previous = json.loads(stored.read_text()) if stored.exists() else {}
-        if previous.get("step") == args.steps and previous.get("rollouts") == args.rollouts:
-            results[variant] = previous  # `wmlab metrics` already measured this checkpoint with these settings
+        same = previous.get("step") == args.steps and previous.get("rollouts") == args.rollouts
+        if same and all(column in previous for column in COLUMNS):
+            results[variant] = previous  # `wmlab metrics` already measured this checkpoint, settings and metrics
         else:
             results[variant] = run_metrics(run, args.rollouts)
     out = Path(f"benchmarks/results/latent_study_{args.preset}_{args.steps}steps")

@@ -32,10 +32,11 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
 
 def test_checkpointer_keeps_newest_and_skips_damaged(tmp_path):
     ckpt = Checkpointer(tmp_path, keep=2)
-    assert ckpt.load_latest() is None
+    assert ckpt.load_latest() is None and ckpt.latest_step() == 0
     for step in (10, 20, 30):
         ckpt.save(step, {"step": step, "w": torch.full((3,), float(step))})
     assert [p.name for p in ckpt.paths()] == ["ckpt-000000000020.pt", "ckpt-000000000030.pt"]
+    assert ckpt.latest_step() == 30
     assert ckpt.load_latest()["step"] == 30
     ckpt.paths()[-1].write_bytes(b"garbage")
     with pytest.warns(UserWarning, match="unreadable"):

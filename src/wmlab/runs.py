@@ -115,6 +115,11 @@ class Checkpointer:
         found = [(int(m.group(1)), p) for p in self.directory.iterdir() if (m := _CHECKPOINT.match(p.name))]
         return [p for _, p in sorted(found)]
 
+    def latest_step(self) -> int:
+        """The step of the newest checkpoint file (0 when there is none), read from its name."""
+        paths = self.paths()
+        return int(_CHECKPOINT.match(paths[-1].name)[1]) if paths else 0
+
     def save(self, step: int, state: Mapping[str, Any]) -> Path:
         path = self.directory / f"ckpt-{step:012d}.pt"
         atomic_torch_save(dict(state), path)

@@ -5,7 +5,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from wmlab.data.replay import Replay
+from wmlab.data.replay import Replay, read_streams
 from wmlab.errors import WmlabError
 
 
@@ -151,6 +151,24 @@ def test_eviction_deletes_old_chunk_files(tmp_path):
     assert names == [f"w{w:02d}-{first:012d}.npz" for w in range(2) for first in (88, 92, 96)]
     stored = sum(len(np.load(tmp_path / name)["reward"]) for name in names)
     assert stored <= 2 * (10 + 4)
+
+
+def test_read_streams_gives_each_workers_steps_on_disk_in_order_and_changes_nothing(tmp_path):
+    replay = Replay(capacity=20, length=3, num_workers=2, directory=tmp_path, chunk_size=4)
+    fill(replay, 30)
+    replay.save()  # the unfinished chunk (steps 28, 29) is on disk too
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.iterdir())
+    streams = read_streams(tmp_path)
+    assert len(streams) == 2
+    for worker, stream in enumerate(streams):
+        assert (stream["state"][:, 0] == worker).all()
+        index = stream["state"][:, 1]
+        assert (index == np.arange(index[0], 30)).all() and index[0] <= 30 - 10  # at least the in-memory steps
+        assert stream["is_first"].dtype == np.bool_ and (stream["reward"] == index).all()
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.iterdir()) == before
+    (tmp_path / "w00-000000000024.npz").unlink()  # a missing middle chunk is a gap, not silently joined data
+    with pytest.raises(WmlabError, match="gap"):
+        read_streams(tmp_path)
 
 
 def test_load_of_an_empty_or_missing_folder_gives_an_empty_replay(tmp_path):

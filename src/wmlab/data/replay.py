@@ -60,6 +60,34 @@ def _opens(path: Path) -> bool:
         return False
 
 
+def read_streams(directory: str | Path) -> list[dict[str, np.ndarray]]:
+    """Every worker's steps on disk, oldest first: one dict of arrays (n_w, ...) per worker, in worker order.
+
+    Read-only (nothing is deleted or rewritten), for analysing a run's data; resuming uses :meth:`Replay.load`.
+    Raises :class:`WmlabError` for a damaged chunk or a gap between a worker's chunks.
+    """
+    files: dict[int, dict[int, Path]] = {}
+    for path in Path(directory).glob("w*.npz"):
+        if (match := _CHUNK_NAME.match(path.name)) is not None:
+            files.setdefault(int(match[1]), {})[int(match[2])] = path
+    streams = []
+    for worker in sorted(files):
+        parts: dict[str, list[np.ndarray]] = {}
+        expected = None
+        for first in sorted(files[worker]):
+            path = files[worker][first]
+            chunk = _read_chunk(path)
+            if chunk is None:
+                raise WmlabError(f"replay file {path} is damaged; move it away to read the others")
+            if expected is not None and first != expected:
+                raise WmlabError(f"replay of worker {worker} in {directory} has a gap: steps {expected}..{first - 1}")
+            for key, value in chunk.items():
+                parts.setdefault(key, []).append(value)
+            expected = first + len(next(iter(chunk.values())))
+        streams.append({key: np.concatenate(values) for key, values in parts.items()})
+    return streams
+
+
 class Replay:
     """FIFO replay of per-worker step streams, sampled as uniform length-T windows.
 

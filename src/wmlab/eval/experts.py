@@ -56,9 +56,7 @@ def train_experts(
                 extra["train"] = {"steps": steps}
             cfg = build_config(DreamerConfig, "dreamer", preset, overrides=overrides, extra=extra)
             run = expert_run_dir(root, env, context, seed)
-            latest = Checkpointer(run / "checkpoints").paths()
-            done = latest and int(latest[-1].stem[5:]) >= cfg.train.steps
-            if not done:
+            if Checkpointer(run / "checkpoints").latest_step() < cfg.train.steps:
                 train_dreamer(cfg, run, show_progress=show_progress)
             runs.append(run)
     return runs

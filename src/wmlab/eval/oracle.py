@@ -20,9 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from wmlab.atomic import atomic_write_text
+from wmlab.data.trajectories import EpisodeStore
 from wmlab.envs.pusht import PushT
 from wmlab.envs.pusht_success import SUCCESS_ANGLE_RAD, SUCCESS_POS_PX, wrap_angle
-from wmlab.eval.goals import Targets, execute, outcomes, summarize
+from wmlab.eval.goals import Targets, calibration_rows, execute, load_or_sample_targets, outcomes, summarize
 from wmlab.latent.decoder import denormalise_macro
 from wmlab.planning import BoxSpace, CEMConfig, make_planner
 from wmlab.runs import progress_bar
@@ -115,10 +117,6 @@ def oracle_study(
 ) -> tuple[dict[str, Any], Path]:
     """``wmlab plan-oracle``: the oracle row and the null / replay rows on the dataset's saved targets, written to
     ``out`` (default ``DATA/targets/oracle-seed<k>-n<evals>-N<N>k<k>i<I>s<sigma0>.json``). Returns (result, path)."""
-    from wmlab.atomic import atomic_write_text
-    from wmlab.data.trajectories import EpisodeStore
-    from wmlab.eval.goals import calibration_rows, load_or_sample_targets
-
     store = EpisodeStore.open(data)
     targets, targets_path = load_or_sample_targets(store, evals, seed)
     stats = store.attrs["statistics"]

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,7 +19,10 @@ from wmlab.atomic import atomic_write_text
 from wmlab.envs.contexts import ContextSpace, context_space
 from wmlab.errors import WmlabError
 from wmlab.eval.grid import PolicySpec, evaluate_contexts
-from wmlab.runs import RunDir, read_metrics
+from wmlab.runs import Checkpointer, RunDir, read_metrics
+
+if TYPE_CHECKING:
+    from wmlab.dreamer.config import DreamerConfig
 
 
 def context_key(context: Mapping[str, float], space: ContextSpace) -> tuple[float, ...]:
@@ -68,21 +71,19 @@ def grid_records(run: str | Path) -> list[dict[str, Any]]:
 
 def trained_to(run: str | Path) -> int:
     """The env step of a run's newest checkpoint (0 without one)."""
-    from wmlab.runs import Checkpointer
-
-    paths = Checkpointer(RunDir(run).checkpoints_dir).paths()
-    return int(paths[-1].stem[5:]) if paths else 0
+    return Checkpointer(RunDir(run).checkpoints_dir).latest_step()
 
 
 def grid_evaluated(run: str | Path, steps: int) -> bool:
     """Whether a grid evaluation of a checkpoint at ``steps`` or later exists."""
     try:
-        return grid_records(run)[0]["checkpoint_step"] >= steps
+        records = grid_records(run)
     except WmlabError:
         return False
+    return bool(records) and records[0]["checkpoint_step"] >= steps
 
 
-def train_and_grid_evaluate(cfg: Any, run: str | Path, episodes: int, show_progress: bool = False) -> Path:
+def train_and_grid_evaluate(cfg: DreamerConfig, run: str | Path, episodes: int, show_progress: bool = False) -> Path:
     """Train a Dreamer run to ``cfg.train.steps`` (resuming) and evaluate that checkpoint on the whole grid, each
     step skipped when already done; what the studies and the quickstart run per job."""
     from wmlab.dreamer.train import train_dreamer

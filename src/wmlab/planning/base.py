@@ -171,36 +171,6 @@ def check_warm_start(
     return warm_start
 
 
-def warm_started_mean(mean_init: torch.Tensor, warm_start: torch.Tensor | None, batch: int) -> torch.Tensor:
-    """(B, H, d) initial mean: the warm start's H' rows first, then rows of ``mean_init`` (H, d)."""
-    mean = mean_init.unsqueeze(0).repeat(batch, 1, 1)
-    if warm_start is not None:
-        mean[:, : warm_start.shape[1]] = warm_start.to(mean)
-    return mean
-
-
-def gaussian_init(
-    init: str,
-    var_scale: float,
-    init_mean: torch.Tensor | None,
-    init_std: torch.Tensor | None,
-    dim: int,
-    horizon: int,
-    device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Initial (mean, std), each (H, d) float32, of a Gaussian planner (spec §8.3 ``cem.init``).
-
-    ``standard``: mean 0 and std ``var_scale``; ``empirical``: the training-set mean and ``var_scale`` times its std.
-    """
-    if init == "empirical":
-        assert init_mean is not None and init_std is not None  # resolve_stats refused missing statistics
-        mean, std = init_mean.to(device), var_scale * init_std.to(device)
-    else:
-        mean = torch.zeros(dim, device=device)
-        std = torch.full((dim,), float(var_scale), device=device)
-    return mean.expand(horizon, dim).clone(), std.expand(horizon, dim).clone()
-
-
 def gaussian_start(
     planner: str,
     init: str,
@@ -213,14 +183,24 @@ def gaussian_start(
     warm_start: torch.Tensor | None,
     device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Checked plan arguments, then the starting (mean, std), each (B, H, d), of a Gaussian planner (CEM, MPPI).
+    """Checked plan arguments, then the starting (mean, std), each (B, H, d) float32, of a Gaussian planner (CEM,
+    MPPI; spec §8.3 ``cem.init``).
 
-    The mean is :func:`gaussian_init`'s with the warm start's H' rows first; the std is always the initial one.
+    ``standard``: mean 0 and std ``var_scale``; ``empirical``: the training-set mean and ``var_scale`` times its std.
+    A warm start (B, H', d) replaces the first H' rows of the mean; the std is always the initial one.
     """
     check_plan_args(planner, batch, horizon)
     warm = check_warm_start(planner, warm_start, batch, horizon, (dim,))
-    mean_init, std_init = gaussian_init(init, var_scale, init_mean, init_std, dim, horizon, device)
-    return warm_started_mean(mean_init, warm, batch), std_init.expand(batch, horizon, dim)
+    if init == "empirical":
+        assert init_mean is not None and init_std is not None  # resolve_stats refused missing statistics
+        mean, std = init_mean.to(device), var_scale * init_std.to(device)
+    else:
+        mean = torch.zeros(dim, device=device)
+        std = torch.full((dim,), float(var_scale), device=device)
+    mean = mean.expand(batch, horizon, dim).clone()
+    if warm is not None:
+        mean[:, : warm.shape[1]] = warm.to(mean)
+    return mean, std.expand(batch, horizon, dim)
 
 
 def sample_around(mean: torch.Tensor, std: torch.Tensor, samples: int, generator: torch.Generator) -> torch.Tensor:
