@@ -21,6 +21,7 @@ from wmlab.data.trajectories import EpisodeStore
 from wmlab.errors import WmlabError
 from wmlab.latent.run import run_metrics
 from wmlab.latent.train import LatentConfig, train_latent
+from wmlab.runs import Checkpointer, RunDir
 
 COLUMNS = ("latent_pred_error", "copy_error", "rollout_mse", "swap_score", "shuffle_delta")
 
@@ -56,14 +57,22 @@ def main() -> None:
             args.preset,
             overrides=[f"data.path={data}", f"model.variant={variant}", f"train.max_steps={args.steps}"],
         )
-        train_latent(cfg, run)
+        at = Checkpointer(RunDir(run).checkpoints_dir).latest_step()
+        if at < args.steps:  # a run already at or past --steps is never touched (it may be training further)
+            train_latent(cfg, run)
+            at = args.steps
         stored = run / "results" / "metrics.json"
         previous = json.loads(stored.read_text()) if stored.exists() else {}
         same = previous.get("step") == args.steps and previous.get("rollouts") == args.rollouts
         if same and all(column in previous for column in COLUMNS):
             results[variant] = previous  # `wmlab metrics` already measured this checkpoint, settings and metrics
-        else:
+        elif at == args.steps:
             results[variant] = run_metrics(run, args.rollouts)
+        else:
+            raise WmlabError(
+                f"{run} is at step {at}, past --steps {args.steps}, and holds no metrics of step {args.steps} with "
+                f"{args.rollouts} rollouts; give --steps {at} or a new --root"
+            )
     out = Path(f"benchmarks/results/latent_study_{args.preset}_{args.steps}steps")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "metrics.json", json.dumps({"args": vars(args), "results": results}, indent=1) + "\n")

@@ -4,7 +4,7 @@ models on PushT goal reaching, with the calibration rows, next to each run's val
     python benchmarks/planning_study.py --root /root/wmlab_runs/latent_study --preset state --evals 100
 
 Expects the runs of benchmarks/latent_study.py under ROOT/<preset>-<variant> (same data for every variant). For `la`
-and `la-vq` the action decoder is trained first if missing (decoder pairs per the plan preset's data size), then
+and `la-vq` the action decoder is trained first if missing or made for another checkpoint, then
 every variant plans open loop with its reference planner (CEM for action / la, discrete CEM for la-vq) on the same
 100 targets. The oracle row (CEM in the simulator) is read from ``wmlab plan-oracle DATA`` output when present.
 Writes benchmarks/results/planning_study_<preset>/{results.json, table.md}.
@@ -18,8 +18,10 @@ from pathlib import Path
 
 from wmlab.atomic import atomic_write_text
 from wmlab.config import build_config, to_dict
+from wmlab.errors import WmlabError
 from wmlab.eval.planning import PlanConfig, evaluate_planning, result_name
-from wmlab.latent.decoder import DecoderConfig, train_decoder
+from wmlab.latent.decoder import DecoderConfig, load_decoder, train_decoder
+from wmlab.latent.decoder_pairs import world_model_fingerprint
 from wmlab.latent.run import load_latent
 
 PLANNERS = {"action": "cem", "la": "cem", "la-vq": "discrete-cem"}
@@ -47,14 +49,16 @@ def main() -> None:
     results, oracle, calibration = {}, None, None
     for variant, planner in PLANNERS.items():
         run = root / f"{args.preset}-{variant}"
-        if variant != "action" and not (run / "decoder" / "decoder.pt").exists():
-            cfg = DecoderConfig(train_pairs=args.train_pairs, val_pairs=args.val_pairs)
-            train_decoder(run, cfg)
+        checkpoint = load_latent(run)[2]
+        retrained = variant != "action" and not _decoder_matches(run, world_model_fingerprint(checkpoint))
+        if retrained:
+            train_decoder(run, DecoderConfig(train_pairs=args.train_pairs, val_pairs=args.val_pairs))
         extra = {"planner": planner, "evals": args.evals, "seed": args.seed}
         cfg = build_config(PlanConfig, "plan", plan_preset, overrides=args.overrides, extra=extra)
         path = run / "plans" / f"{result_name(cfg)}.json"
         result = json.loads(path.read_text()) if path.exists() else None
-        if result is None or result["plan"] != to_dict(cfg):  # reuse only a result of exactly these settings
+        # reuse only a result of exactly these settings, this checkpoint and this decoder
+        if retrained or result is None or result["plan"] != to_dict(cfg) or result["step"] != checkpoint["step"]:
             result = evaluate_planning(run, cfg)
         metrics_path = run / "results" / "metrics.json"
         result["validation"] = json.loads(metrics_path.read_text()) if metrics_path.exists() else None
@@ -111,6 +115,14 @@ def main() -> None:
     atomic_write_text(out / "table.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     print("wrote", out)
+
+
+def _decoder_matches(run: Path, fingerprint: str) -> bool:
+    """Whether RUN holds a readable action decoder trained for the world-model checkpoint ``fingerprint``."""
+    try:
+        return load_decoder(run)[1]["fingerprint"] == fingerprint
+    except WmlabError:  # missing or damaged
+        return False
 
 
 def _budget(plan: dict) -> str:
