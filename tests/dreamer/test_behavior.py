@@ -5,7 +5,7 @@ import torch
 from tests.sizes import MICRO_DREAMER
 from wmlab.config import build_config
 from wmlab.dreamer.agent import DreamerAgent
-from wmlab.dreamer.behavior import lambda_returns
+from wmlab.dreamer.behavior import lambda_returns, replay_returns
 from wmlab.dreamer.config import DreamerConfig
 
 SMALL = [*MICRO_DREAMER, "train.batch_size=4", "behavior.horizon=5"]
@@ -43,7 +43,7 @@ def test_actor_loss_reaches_the_actor_through_the_dynamics_but_never_the_world_m
     agent.zero_grad(set_to_none=True)
     for p in agent.ac.critic.parameters():  # give the critic a non-trivial value so returns depend on states
         torch.nn.init.normal_(p, std=0.1)
-    actor_loss, critic_loss, _ = agent.ac.loss(agent.wm, post, data["is_terminal"])
+    actor_loss, critic_loss, _ = agent.ac.loss(agent.wm, post, data)
     actor_loss.backward()
     assert all(p.grad is None for p in agent.wm.parameters()), "the world model gets no actor gradient"
     assert all(p.grad is None for p in agent.ac.critic.parameters())
@@ -120,7 +120,7 @@ def test_imagined_continue_mode_thresholds_and_mean_discounts_by_the_probability
             wm.reward_head.out.bias.zero_()[k] = 50.0
         data = agent.to_torch(_batch(cfg, 3, 2))
         _, post, _, _ = wm.loss(data)
-        _, _, metrics = agent.ac.loss(wm, post, data["is_terminal"])
+        _, _, metrics = agent.ac.loss(wm, post, data)
         assert float(metrics["ac/imag_terminal"]) == 0.0
         returns[reading] = float(metrics["ac/return"])
     h, reward = cfg.behavior.horizon, float(torch.expm1(wm.bins[k]))
@@ -134,3 +134,49 @@ def test_imagined_continue_mode_thresholds_and_mean_discounts_by_the_probability
         ).mean()
         assert returns[reading] == pytest.approx(float(expected), rel=1e-3)
     assert returns["mean"] < returns["mode"]
+
+
+def test_replay_returns_stop_at_real_terminations_and_never_cross_episodes():
+    """One window: steps 0-2 end in a termination at 2, step 3 starts an episode that a resume cut after step 4."""
+    g, lam = 0.9, 0.5
+    reward = torch.tensor([[0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0]])
+    is_terminal = torch.tensor([[0, 0, 1, 0, 0, 0, 0]]).bool()
+    is_last = torch.tensor([[0, 0, 1, 0, 0, 0, 0]]).bool()
+    is_first = torch.tensor([[1, 0, 0, 1, 0, 1, 0]]).bool()  # step 4 has no is_last: the next step starts anew
+    boot = torch.tensor([[50.0, 40.0, 30.0, 20.0, 10.0, 5.0, 7.0]])
+    returns, valid = replay_returns(reward, is_terminal, is_last, is_first, boot, g, lam)
+    r1 = 1.0  # the next step terminates: no bootstrap at all
+    r0 = 1.0 + g * ((1 - lam) * 40.0 + lam * r1)
+    r3 = 1.0 + g * 10.0  # step 4 ends its (cut) episode: bootstrap only, as for a time limit
+    r5 = 1.0 + g * 7.0  # the window's last step bootstraps
+    torch.testing.assert_close(returns[0, [0, 1, 3, 5]], torch.tensor([r0, r1, r3, r5]))
+    torch.testing.assert_close(valid, torch.tensor([[1.0, 1.0, 0.0, 1.0, 0.0, 1.0]]))
+
+
+def test_replay_value_loss_trains_the_critic_towards_real_returns():
+    """With ``replay_value_scale`` > 0 the critic learns that a state before a real termination is worth its last
+    reward, whatever the world model imagines after it."""
+    cfg = build_config(DreamerConfig, "dreamer", "tiny", overrides=[*SMALL, "behavior.replay_value_scale=1.0"])
+    agent = DreamerAgent(cfg, obs_dim=3, action_dim=2, discrete=True)
+    batch = _batch(cfg, 3, 2)
+    batch["reward"][:] = 1.0
+    batch["is_terminal"][:, -1] = True
+    batch["is_last"] = batch["is_terminal"].copy()
+    data = agent.to_torch(batch)
+    _, post, _, _ = agent.wm.loss(data)
+    _, critic_loss, metrics = agent.ac.loss(agent.wm, post, data)
+    assert "ac/replay_value_loss" in metrics
+    critic_loss.backward()
+    assert sum(p.grad.abs().sum() for p in agent.ac.critic.parameters() if p.grad is not None) > 0
+    plain = build_config(DreamerConfig, "dreamer", "tiny", overrides=SMALL)
+    assert plain.behavior.replay_value_scale == 0.0  # the spec's early-2023 DreamerV3 by default
+    opt = torch.optim.Adam(agent.ac.critic.parameters(), 1e-3)
+    features = agent.wm.head_features(post, None).detach()
+    for _ in range(200):
+        _, critic_loss, _ = agent.ac.loss(agent.wm, post, data)
+        opt.zero_grad()
+        critic_loss.backward()
+        opt.step()
+    with torch.no_grad():
+        value = agent.ac.value(features[:, -2], agent.wm.bins).mean()
+    assert float(value.mean()) == pytest.approx(1.0, abs=0.35)  # the step before termination: one reward left

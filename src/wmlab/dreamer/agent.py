@@ -112,9 +112,7 @@ class DreamerAgent(nn.Module):
         self._carry = {k: v[:, -1].detach().float() for k, v in post.items()}
 
         with self._autocast():
-            actor_loss, critic_loss, ac_metrics = self.ac.loss(
-                self.wm, post, data["is_terminal"], context, self.generator
-            )
+            actor_loss, critic_loss, ac_metrics = self.ac.loss(self.wm, post, data, context, self.generator)
         self.actor_opt.zero_grad(set_to_none=True)
         self.critic_opt.zero_grad(set_to_none=True)
         (actor_loss + critic_loss).backward()  # disjoint parameters: one backward pass serves both

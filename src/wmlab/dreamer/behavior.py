@@ -10,6 +10,7 @@ EMA ("slow") copy of itself.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from contextlib import contextmanager
 
 import torch
@@ -47,6 +48,37 @@ def lambda_returns(
     for tau in reversed(range(reward.shape[0])):
         returns.append(reward[tau] + discount * cont[tau] * ((1 - lam) * value[tau + 1] + lam * returns[-1]))
     return torch.stack(returns[1:][::-1])
+
+
+def replay_returns(
+    reward: torch.Tensor,
+    is_terminal: torch.Tensor,
+    is_last: torch.Tensor,
+    is_first: torch.Tensor,
+    boot: torch.Tensor,
+    discount: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lambda-returns along replayed sequences (the replay value loss of DreamerV3 v2), and where they are valid.
+
+    R_t = r_{t+1} + gamma (1 - terminal_{t+1}) [(1 - lam c_{t+1}) boot_{t+1} + lam c_{t+1} R_{t+1}], R_{T-1} =
+    boot_{T-1}, where c_{t+1} = 0 when step t+1 ends its episode in the window (``is_last``, or the next step starts
+    a new episode: a window may cross episodes, and an episode cut by a resume has no ``is_last``). A return from an
+    episode's last step would bootstrap into the next episode, so it is invalid.
+
+    reward, is_terminal, is_last, is_first, boot: (B, T), ``boot`` the imagined return from each step's posterior.
+    Returns (returns (B, T - 1) for steps 0..T-2, validity weights (B, T - 1)).
+    """
+    ends = is_last.bool().clone()
+    ends[:, :-1] |= is_first.bool()[:, 1:]
+    live = discount * (1.0 - is_terminal.float())
+    chain = lam * (1.0 - ends.float())
+    returns = [boot[:, -1]]
+    for t in reversed(range(reward.shape[1] - 1)):
+        returns.append(
+            reward[:, t + 1] + live[:, t + 1] * ((1 - chain[:, t + 1]) * boot[:, t + 1] + chain[:, t + 1] * returns[-1])
+        )
+    return torch.stack(returns[1:][::-1], 1), 1.0 - ends[:, :-1].float()
 
 
 class ActorCritic(nn.Module):
@@ -114,16 +146,18 @@ class ActorCritic(nn.Module):
         self,
         wm: WorldModel,
         post: State,
-        is_terminal: torch.Tensor,
+        data: Mapping[str, torch.Tensor],
         context: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """Actor and critic losses from every posterior state of a batch. post: (B, T, ...); is_terminal (B, T);
+        """Actor and critic losses from every posterior state of a batch. post: (B, T, ...); data: the batch's
+        ``is_terminal`` (B, T), and ``reward``, ``is_last``, ``is_first`` (B, T) when ``replay_value_scale`` > 0;
         context: the per-step context kappa (B, T, c) of the variant, or None.
 
         Returns (actor_loss, critic_loss, metrics). World-model parameters receive no gradient.
         """
         cfg = self.cfg
+        is_terminal = data["is_terminal"]
         start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
         context = None if context is None else context.detach().flatten(0, 1)
         with frozen(wm, self.critic):
@@ -149,7 +183,11 @@ class ActorCritic(nn.Module):
         slow_target = self.value(critic_features, wm.bins, slow=True).mean().detach()
         critic_nll = -dist.log_prob(returns.detach()) - cfg.critic_slowreg * dist.log_prob(slow_target)
         critic_loss = (weight[:-1] * critic_nll).mean()
-        metrics = {
+        metrics = {}
+        if cfg.replay_value_scale > 0:
+            replay_loss, metrics = self._replay_value_loss(features[0], returns[0], data, wm.bins)
+            critic_loss = critic_loss + cfg.replay_value_scale * replay_loss
+        metrics |= {
             "ac/actor_loss": actor_loss,
             "ac/critic_loss": critic_loss,
             "ac/entropy": entropy.mean(),
@@ -161,6 +199,35 @@ class ActorCritic(nn.Module):
             "ac/imag_terminal": (cont_logits < 0).float().mean(),  # imagined steps the model calls terminal
         }
         return actor_loss, critic_loss, {k: v.detach() for k, v in metrics.items()}
+
+    def _replay_value_loss(
+        self,
+        start_features: torch.Tensor,
+        imagined_return: torch.Tensor,
+        data: Mapping[str, torch.Tensor],
+        bins: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Critic loss on the replayed sequences: two-hot NLL of :func:`replay_returns` plus the slow regulariser.
+
+        start_features: posterior head features (B T, F); imagined_return: the lambda-return from each (B T,).
+        """
+        b, t = data["is_terminal"].shape
+        returns, valid = replay_returns(
+            data["reward"],
+            data["is_terminal"],
+            data["is_last"],
+            data["is_first"],
+            imagined_return.detach().reshape(b, t),
+            self.cfg.discount,
+            self.cfg.replay_value_lam,
+        )
+        features = start_features.detach().reshape(b, t, -1)[:, :-1]
+        dist = self.value(features, bins)
+        slow_target = self.value(features, bins, slow=True).mean().detach()
+        nll = -dist.log_prob(returns.detach()) - self.cfg.critic_slowreg * dist.log_prob(slow_target)
+        count = valid.sum().clamp(min=1.0)
+        loss = (valid * nll).sum() / count
+        return loss, {"ac/replay_value_loss": loss, "ac/replay_return": (valid * returns).sum() / count}
 
     @torch.no_grad()
     def update_slow_critic(self) -> None:
