@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from wmlab.atomic import atomic_write_text
-from wmlab.data.replay import read_streams
+from wmlab.data.replay import read_streams, stream_first_steps
+from wmlab.errors import WmlabError
 
 X_LIMIT = 2.4  #: cart position at which gymnasium's CartPole terminates
 THETA_LIMIT = 12 * 2 * math.pi / 360  #: pole angle (rad) at which it terminates
@@ -57,20 +58,22 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=10_000, help="steps per row")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    result = {}
+    runs = {}
     for run in args.runs:
-        streams = read_streams(run / "replay")
+        try:
+            streams = read_streams(run / "replay")
+        except WmlabError as e:
+            raise SystemExit(f"cartpole_failures: {e}") from e
         if not streams or "state" not in streams[0] or streams[0]["state"].shape[-1] != 4:
-            raise SystemExit(f"cartpole_failures: {run} has no CartPole state replay (expected replay/ with 4-d state)")
-        stream = streams[0]
-        first_step = min(int(path.stem.split("-")[1]) for path in (run / "replay").glob("w00-*.npz"))
+            raise SystemExit(f"cartpole_failures: {run} holds no CartPole replay (expected replay/ with a 4-d state)")
+        stream, first_step = streams[0], stream_first_steps(run / "replay")[0]
         rows = failure_causes(stream["state"], stream["is_terminal"].astype(bool), args.block, first_step)
-        result[run.name] = {"first_step": first_step, "replayed_steps": len(stream["is_terminal"]), "blocks": rows}
+        runs[run.name] = {"first_step": first_step, "replayed_steps": len(stream["is_terminal"]), "blocks": rows}
         for row in rows:
             print(run.name, row)
-    result["command"] = "python benchmarks/cartpole_failures.py " + " ".join(str(r) for r in args.runs)
+    command = "python benchmarks/cartpole_failures.py " + " ".join(str(r) for r in args.runs)
     if args.out is not None:
-        atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+        atomic_write_text(args.out, json.dumps({"runs": runs, "command": command}, indent=1) + "\n")
         print("wrote", args.out)
 
 

@@ -32,9 +32,13 @@ def main() -> None:
     results = []
     for path in args.results:
         try:
-            results.append((path, json.loads(path.read_text())))
+            result = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise SystemExit(f"dreamer_curves: cannot read {path}: {e}") from e
+        missing = {"env", "preset", "curve", "threshold_last10"} - set(result)
+        if missing:
+            raise SystemExit(f"dreamer_curves: {path} is not a dreamer_learning.py result (no {sorted(missing)})")
+        results.append((path, result))
     envs = {(r["env"], r["preset"]) for _, r in results}
     if len(envs) != 1:
         raise SystemExit(f"dreamer_curves: give results of one env and preset, got {sorted(envs)}")

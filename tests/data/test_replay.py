@@ -5,7 +5,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from wmlab.data.replay import Replay, read_streams
+from wmlab.data.replay import Replay, read_streams, stream_first_steps
 from wmlab.errors import WmlabError
 
 
@@ -165,6 +165,8 @@ def test_read_streams_gives_each_workers_steps_on_disk_in_order_and_changes_noth
         index = stream["state"][:, 1]
         assert (index == np.arange(index[0], 30)).all() and index[0] <= 30 - 10  # at least the in-memory steps
         assert stream["is_first"].dtype == np.bool_ and (stream["reward"] == index).all()
+    firsts = stream_first_steps(tmp_path)  # the FIFO dropped the oldest steps: streams do not start at step 0
+    assert firsts == [int(stream["state"][0, 1]) for stream in streams] and min(firsts) > 0
     assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.iterdir()) == before
     (tmp_path / "w00-000000000024.npz").unlink()  # a missing middle chunk is a gap, not silently joined data
     with pytest.raises(WmlabError, match="gap"):

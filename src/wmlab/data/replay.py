@@ -60,16 +60,28 @@ def _opens(path: Path) -> bool:
         return False
 
 
+def _chunk_files(directory: str | Path) -> dict[int, dict[int, Path]]:
+    """The chunk files in ``directory``: worker -> first step -> path."""
+    files: dict[int, dict[int, Path]] = {}
+    for path in Path(directory).glob("w*.npz"):
+        if (match := _CHUNK_NAME.match(path.name)) is not None:
+            files.setdefault(int(match[1]), {})[int(match[2])] = path
+    return files
+
+
+def stream_first_steps(directory: str | Path) -> list[int]:
+    """For every worker of :func:`read_streams`, in the same order: the index of its oldest step still on disk (0
+    unless the FIFO capacity has dropped older steps)."""
+    return [min(firsts) for _, firsts in sorted(_chunk_files(directory).items())]
+
+
 def read_streams(directory: str | Path) -> list[dict[str, np.ndarray]]:
     """Every worker's steps on disk, oldest first: one dict of arrays (n_w, ...) per worker, in worker order.
 
     Read-only (nothing is deleted or rewritten), for analysing a run's data; resuming uses :meth:`Replay.load`.
     Raises :class:`WmlabError` for a damaged chunk or a gap between a worker's chunks.
     """
-    files: dict[int, dict[int, Path]] = {}
-    for path in Path(directory).glob("w*.npz"):
-        if (match := _CHUNK_NAME.match(path.name)) is not None:
-            files.setdefault(int(match[1]), {})[int(match[2])] = path
+    files = _chunk_files(directory)
     streams = []
     for worker in sorted(files):
         parts: dict[str, list[np.ndarray]] = {}

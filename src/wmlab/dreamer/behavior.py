@@ -38,15 +38,17 @@ def frozen(*modules: nn.Module):
 
 
 def lambda_returns(
-    reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, discount: float, lam: float
+    reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, discount: float, lam: float | torch.Tensor
 ) -> torch.Tensor:
-    """R_tau = r_{tau+1} + gamma c_{tau+1} [(1 - lam) v_{tau+1} + lam R_{tau+1}], R_H = v_H.
+    """R_tau = r_{tau+1} + gamma c_{tau+1} [(1 - lam_{tau+1}) v_{tau+1} + lam_{tau+1} R_{tau+1}], R_H = v_H.
 
-    reward, cont: (H, N) for imagined steps 1..H; value: (H + 1, N) for steps 0..H. Returns (H, N) for 0..H-1.
+    reward, cont: (H, N) for steps 1..H; value: (H + 1, N) for steps 0..H; lam: a float, or (H, N) per step 1..H
+    (0 where a return must stop chaining and bootstrap). Returns (H, N) for 0..H-1.
     """
     returns = [value[-1]]
     for tau in reversed(range(reward.shape[0])):
-        returns.append(reward[tau] + discount * cont[tau] * ((1 - lam) * value[tau + 1] + lam * returns[-1]))
+        lam_tau = lam[tau] if torch.is_tensor(lam) else lam
+        returns.append(reward[tau] + discount * cont[tau] * ((1 - lam_tau) * value[tau + 1] + lam_tau * returns[-1]))
     return torch.stack(returns[1:][::-1])
 
 
@@ -71,14 +73,10 @@ def replay_returns(
     """
     ends = is_last.bool().clone()
     ends[:, :-1] |= is_first.bool()[:, 1:]
-    live = discount * (1.0 - is_terminal.float())
     chain = lam * (1.0 - ends.float())
-    returns = [boot[:, -1]]
-    for t in reversed(range(reward.shape[1] - 1)):
-        returns.append(
-            reward[:, t + 1] + live[:, t + 1] * ((1 - chain[:, t + 1]) * boot[:, t + 1] + chain[:, t + 1] * returns[-1])
-        )
-    return torch.stack(returns[1:][::-1], 1), 1.0 - ends[:, :-1].float()
+    cont = 1.0 - is_terminal.float()
+    returns = lambda_returns(reward.T[1:], cont.T[1:], boot.T, discount, chain.T[1:])  # time first
+    return returns.T, 1.0 - ends[:, :-1].float()
 
 
 class ActorCritic(nn.Module):
@@ -184,8 +182,9 @@ class ActorCritic(nn.Module):
         critic_nll = -dist.log_prob(returns.detach()) - cfg.critic_slowreg * dist.log_prob(slow_target)
         critic_loss = (weight[:-1] * critic_nll).mean()
         metrics = {}
-        if cfg.replay_value_scale > 0:
-            replay_loss, metrics = self._replay_value_loss(features[0], returns[0], data, wm.bins)
+        if cfg.replay_value_scale > 0:  # the critic's outputs at the start (posterior) states serve both losses
+            start_value = TwoHot(dist.logits[0], wm.bins)
+            replay_loss, metrics = self._replay_value_loss(start_value, slow_target[0], returns[0], data)
             critic_loss = critic_loss + cfg.replay_value_scale * replay_loss
         metrics |= {
             "ac/actor_loss": actor_loss,
@@ -202,14 +201,15 @@ class ActorCritic(nn.Module):
 
     def _replay_value_loss(
         self,
-        start_features: torch.Tensor,
+        start_value: TwoHot,
+        slow_start_value: torch.Tensor,
         imagined_return: torch.Tensor,
         data: Mapping[str, torch.Tensor],
-        bins: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Critic loss on the replayed sequences: two-hot NLL of :func:`replay_returns` plus the slow regulariser.
 
-        start_features: posterior head features (B T, F); imagined_return: the lambda-return from each (B T,).
+        start_value: the critic at every posterior state, over (B T,); slow_start_value: the slow critic's mean there
+        (B T,); imagined_return: the lambda-return imagined from each (B T,).
         """
         b, t = data["is_terminal"].shape
         returns, valid = replay_returns(
@@ -221,9 +221,8 @@ class ActorCritic(nn.Module):
             self.cfg.discount,
             self.cfg.replay_value_lam,
         )
-        features = start_features.detach().reshape(b, t, -1)[:, :-1]
-        dist = self.value(features, bins)
-        slow_target = self.value(features, bins, slow=True).mean().detach()
+        dist = TwoHot(start_value.logits.reshape(b, t, -1)[:, :-1], start_value.bins)
+        slow_target = slow_start_value.reshape(b, t)[:, :-1]
         nll = -dist.log_prob(returns.detach()) - self.cfg.critic_slowreg * dist.log_prob(slow_target)
         count = valid.sum().clamp(min=1.0)
         loss = (valid * nll).sum() / count
