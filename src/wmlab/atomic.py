@@ -42,6 +42,20 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
         os.close(dir_fd)
 
 
+def remove_stale_temporaries(folder: str | Path, prefix: str = "") -> list[Path]:
+    """Delete the temporary files that :func:`atomic_write` calls for targets named ``prefix*`` left in ``folder``
+    when a kill stopped them before their rename (``.<name>.<random>.tmp``). Returns the deleted paths.
+
+    Call it only where no other process is writing the same targets at the same time (resume, a single writer)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.glob(f".{prefix}*.tmp") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data))
 

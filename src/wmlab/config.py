@@ -208,8 +208,11 @@ def load_config(cls: type[T], path: str | Path) -> T:
         raise WmlabError(f"no config at {path}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise WmlabError(f"{path} is not valid YAML: {e}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise WmlabError(f"{path} is not valid YAML ({reason}); restore it, or start a new run elsewhere") from None
+    if not isinstance(data, Mapping):
+        raise WmlabError(f"{path} is not a wmlab config (a YAML mapping); restore it, or start a new run elsewhere")
     return from_dict(cls, data)
 
 

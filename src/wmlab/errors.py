@@ -15,6 +15,12 @@ class WmlabError(Exception):
     """A mistake the user can fix; the message says how."""
 
 
+class WmlabWarning(UserWarning):
+    """Something the user should know that does not stop the work (a damaged checkpoint skipped, a file ignored).
+
+    Library users filter it with :mod:`warnings`; the CLI prints each as one ``warning:`` line."""
+
+
 def nearest(name: str, candidates: Iterable[str]) -> str | None:
     """The candidate closest to ``name`` (for "did you mean" hints), or None if nothing is close."""
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)

@@ -68,7 +68,7 @@ def _latest_step(run: Path) -> tuple[int, float | None]:
 
 def _watch(futures: list, runs: list[Path], steps: int) -> None:
     """A progress bar over the env steps of runs that train in worker processes, until the workers finish."""
-    from wmlab.runs import progress_bar
+    from wmlab.progress import progress_bar
 
     shown = 0
     with progress_bar("train + grid-evaluate", steps * len(runs), "env steps") as bar:
@@ -153,8 +153,7 @@ def _latent_stage(out: Path, budget: float, jobs: int, console: Console) -> list
     episodes = _scaled(150, budget, 40)
     console.print(f"collecting {episodes} scripted PushT episodes (64 px) into {data}")
     collect_pusht(CollectConfig(episodes=episodes, seed=0, image_size=64), data, workers=jobs)
-    if not (data / "features" / "state" / "meta.json").exists():
-        encode_store(data, "state")
+    encode_store(data, "state")  # returns at once when complete; finishes an encoding a kill interrupted
     steps = _scaled(1500, budget, 200)
     evals = _scaled(50, budget, 10)
     runs = []

@@ -1,4 +1,4 @@
-"""Run directories: layout, resume, JSONL + TensorBoard metrics, atomic checkpoints, seeding, progress display.
+"""Run directories: layout, resume, JSONL + TensorBoard metrics, atomic checkpoints, seeding (progress: progress.py).
 
 A run directory holds::
 
@@ -20,16 +20,15 @@ import math
 import random
 import re
 import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from wmlab.atomic import atomic_torch_save, atomic_write_text
+from wmlab.atomic import atomic_torch_save, atomic_write_text, remove_stale_temporaries
 from wmlab.config import diff, load_config, save_config, to_dict
-from wmlab.errors import WmlabError
+from wmlab.errors import WmlabError, WmlabWarning
 
 T = TypeVar("T")
 _CHECKPOINT = re.compile(r"^ckpt-(\d+)\.pt$")
@@ -64,6 +63,34 @@ class RunDir:
             raise WmlabError(f"{self.path} is not a wmlab run directory (no config.yaml); check the path")
         return load_config(cls, self.config_path)
 
+    def kind(self) -> str | None:
+        """``dreamer`` or ``latent`` (None when config.yaml names neither), read from config.yaml's sections."""
+        import yaml
+
+        if not self.exists():
+            raise WmlabError(f"{self.path} is not a wmlab run directory (no config.yaml); check the path")
+        try:
+            data = yaml.safe_load(self.config_path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise WmlabError(
+                f"{self.config_path} is not valid YAML ({type(e).__name__}); restore it or start a new run"
+            ) from None
+        if not isinstance(data, Mapping):
+            raise WmlabError(f"{self.config_path} is not a wmlab config (not a mapping); restore it or start a new run")
+        return next((kind for kind, section in RUN_KIND_SECTIONS.items() if section in data), None)
+
+    def require_kind(self, kind: str) -> None:
+        """Refuse, in one line, a run of another kind than the command needs (``plan`` on a Dreamer run, ...)."""
+        found = self.kind()
+        if found != kind:
+            what = f"a {found} run" if found else "neither a dreamer nor a latent run"
+            raise WmlabError(f"{self.path} is {what}; this command needs a {kind} run ({RUN_KIND_HINTS[kind]})")
+
+
+#: the config.yaml section only that kind of run has (how a command tells a Dreamer run from a latent one)
+RUN_KIND_SECTIONS = {"dreamer": "behavior", "latent": "data"}
+RUN_KIND_HINTS = {"dreamer": "made by `wmlab train dreamer`", "latent": "made by `wmlab train latent`"}
+
 
 def open_run(path: str | Path, config: T, resume_may_change: tuple[str, ...] = ()) -> tuple[RunDir, bool]:
     """Create run directory ``path`` for ``config``, or reopen it to resume.
@@ -93,6 +120,10 @@ def open_run(path: str | Path, config: T, resume_may_change: tuple[str, ...] = (
             "or pass a new --run folder to start another run"
         )
     save_config(config, run.config_path)
+    # temporary files of writes a kill interrupted (config, metrics, checkpoints, replay chunks, results): the run
+    # being resumed is their only writer
+    for folder in (run.path, run.checkpoints_dir, run.replay_dir, run.results_dir):
+        remove_stale_temporaries(folder)
     return run, True
 
 
@@ -108,6 +139,11 @@ class Checkpointer:
         self.directory = Path(directory)
         self.keep = keep
 
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the temporary files of checkpoint writes that a kill interrupted (``.ckpt-*.pt.*.tmp``); at paper
+        scale each is gigabytes. Only one process writes a run's checkpoints, so none of them is still in use."""
+        return remove_stale_temporaries(self.directory, "ckpt-")
+
     def paths(self) -> list[Path]:
         """Checkpoint files, oldest first."""
         if not self.directory.exists():
@@ -122,6 +158,7 @@ class Checkpointer:
 
     def save(self, step: int, state: Mapping[str, Any]) -> Path:
         path = self.directory / f"ckpt-{step:012d}.pt"
+        self.remove_stale_temporaries()
         atomic_torch_save(dict(state), path)
         for old in self.paths()[: -self.keep]:
             old.unlink(missing_ok=True)
@@ -129,7 +166,8 @@ class Checkpointer:
 
     def load_latest(self, map_location: str = "cpu") -> dict[str, Any] | None:
         """The newest readable checkpoint, or None if there is none. An unreadable newest file is skipped with a
-        warning (it is kept on disk for inspection); if none is readable, a :class:`WmlabError` says so."""
+        :class:`WmlabWarning` (it is kept on disk for inspection); if none is readable, a :class:`WmlabError` says so.
+        Reads only: an evaluation may run beside a training that is writing its next checkpoint."""
         import torch
 
         paths = self.paths()
@@ -137,8 +175,11 @@ class Checkpointer:
             try:
                 return torch.load(path, map_location=map_location, weights_only=False)
             except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged file
+                reason = str(e).splitlines()[0] if str(e) else type(e).__name__
                 warnings.warn(
-                    f"checkpoint {path} is unreadable ({type(e).__name__}: {e}); trying an older one", stacklevel=2
+                    f"checkpoint {path} is unreadable ({type(e).__name__}: {reason}); using the one before it",
+                    WmlabWarning,
+                    stacklevel=2,
                 )
         if paths:
             raise WmlabError(
@@ -216,41 +257,3 @@ def seed_everything(seed: int) -> tuple[np.random.Generator, Any]:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return np.random.default_rng(seed), torch.Generator().manual_seed(seed)
-
-
-@contextmanager
-def progress_bar(description: str, total: float | None, unit: str = "steps", enabled: bool = True) -> Iterator[Any]:
-    """A rich progress bar; yields ``update(advance, **stats)`` which also shows the latest stats beside the bar.
-
-    With ``enabled=False`` nothing is shown and ``update`` does nothing, so callers need no second code path.
-    """
-    if not enabled:
-        yield lambda *args, **kwargs: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = [
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(unit),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[stats]}"),
-    ]
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task(description, total=total, stats="")
-
-        def update(advance: float = 1, **stats: Any) -> None:
-            text = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items())
-            bar.update(task, advance=advance, **({"stats": text} if stats else {}))
-
-        yield update

@@ -58,6 +58,9 @@ def test_interrupted_collection_resumes_to_the_same_dataset(tmp_path, monkeypatc
         collect_pusht(SMALL, tmp_path / "a", show_progress=False)
     with pytest.raises(WmlabError, match="incomplete"):
         EpisodeStore.open(tmp_path / "a")
+    done = [real(SMALL, i) for i in range(3)]  # the running totals are committed with each episode
+    expected = {"contacts": sum(r["contacts"] for r in done), "moved": sum(int(r["moved"]) for r in done)}
+    assert EpisodeStore._open(tmp_path / "a", writable=False).committed["extra"] == expected
     monkeypatch.setattr(collect_module, "generate_episode", real)
     with pytest.raises(WmlabError, match="same options"):
         collect_pusht(CollectConfig(episodes=6, seed=4, image_size=32), tmp_path / "a", show_progress=False)

@@ -1,5 +1,6 @@
 import json
 import pickle
+import warnings
 
 import imageio.v2 as imageio
 import numpy as np
@@ -78,3 +79,47 @@ def test_subset_recipe(tmp_path):
         assert pickle.load(f) == [lengths[i] for i in info["train_indices"]]
     assert sorted(p.name for p in (tmp_path / "sub" / "val" / "obses").iterdir()) == ["episode_000.mp4"]
     assert json.loads((tmp_path / "sub" / "subset_info.json").read_text())["rng"] == "default_rng(10)"
+
+
+def test_import_reads_the_frame_size_without_a_spurious_frame_warning(tmp_path):
+    _write_split(tmp_path / "src" / "train", [4, 3])
+    (tmp_path / "src" / "train" / "tokens.pth").unlink()
+    imageio.mimsave(  # one video longer than its episode: the only frame warning there should be
+        tmp_path / "src" / "train" / "obses" / "episode_001.mp4",
+        [np.zeros((32, 32, 3), np.uint8)] * 5,
+        fps=10,
+        macro_block_size=1,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import_dinowm(tmp_path / "src", tmp_path / "out", show_progress=False)
+    messages = [str(w.message) for w in caught if "frames" in str(w.message)]
+    assert len(messages) == 1 and "episode_001.mp4 has 5 frames; keeping the first 3" in messages[0], messages
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"), [("states", (2, PAD, 4)), ("velocities", (2, PAD, 1)), ("rel_actions", (2, PAD, 3))]
+)
+def test_arrays_of_the_wrong_width_are_rejected_before_anything_is_written(tmp_path, name, shape):
+    _write_split(tmp_path / "src" / "train", [5, 6])
+    torch.save(torch.zeros(shape), tmp_path / "src" / "train" / f"{name}.pth")
+    with pytest.raises(WmlabError, match=f"{name}.pth has shape"):
+        import_dinowm(tmp_path / "src", tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("lengths", [b"\x00garbage", {"n": 5}, ["5", "6"], [[5], [6]], [5, -1], None])
+def test_malformed_seq_lengths_name_the_file(tmp_path, lengths):
+    _write_split(tmp_path / "src" / "train", [5, 6])
+    file = tmp_path / "src" / "train" / "seq_lengths.pkl"
+    file.write_bytes(lengths if isinstance(lengths, bytes) else pickle.dumps(lengths))
+    with pytest.raises(WmlabError, match=f"{file}"):
+        import_dinowm(tmp_path / "src", tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_seq_lengths_may_be_a_tensor(tmp_path):
+    _write_split(tmp_path / "src" / "train", [5, 6])
+    (tmp_path / "src" / "train" / "seq_lengths.pkl").write_bytes(pickle.dumps(torch.tensor([5, 6])))
+    store = import_dinowm(tmp_path / "src", tmp_path / "out", show_progress=False)
+    assert store.lengths.tolist() == [5, 6]

@@ -63,3 +63,56 @@ def test_bad_input_errors(tmp_path):
     store.group["states"].resize((2, 5))  # damaged after completion
     with pytest.raises(WmlabError, match="inconsistent"):
         EpisodeStore.open(tmp_path / "d")
+
+
+def test_rows_past_the_commit_record_are_invisible_and_resume_trims_every_array(tmp_path):
+    rng = np.random.default_rng(2)
+    path = tmp_path / "d"
+    store = EpisodeStore.create(path, 16, {})
+    store.append_episode(_episode(rng, 4), "train", extra={"steps": 4})
+    store.append_episode(_episode(rng, 3), "val", extra={"steps": 7})
+    # a writer killed just before committing a third episode: every array, split and episode_ends hold it
+    torn = _episode(rng, 5)
+    for name in ("images", "states", "velocities", "rel_actions", "abs_actions"):
+        store._write(name, 7, np.asarray(torn[name], store.group[name].dtype))
+    store._write("split", 2, np.array([1], np.int8))
+    store._write("episode_ends", 2, np.array([12], np.int64))
+    leftovers = [path / "zarr.0123456789abcdef0123456789abcdef.partial", path / "images" / "c" / "0" / "0" / "0" / "0"]
+    leftovers[0].write_bytes(b"{")
+    leftovers[1] = leftovers[1].with_name("0.fedcba9876543210fedcba9876543210.partial")
+    leftovers[1].write_bytes(b"torn")
+    view = EpisodeStore._open(path, writable=False)
+    assert view.num_episodes == 2 and view.splits.tolist() == ["train", "val"] and view.episode_ends.tolist() == [4, 7]
+    assert view.read("images").shape[0] == 7 and view.committed["extra"] == {"steps": 7}
+    resumed = EpisodeStore.resume(path)
+    shapes = {name: resumed.group[name].shape[0] for name in ("images", "states", "split", "episode_ends")}
+    assert shapes == {"images": 7, "states": 7, "split": 2, "episode_ends": 2}
+    assert not any(p.exists() for p in leftovers)
+    resumed.append_episode(_episode(rng, 2), "train")
+    resumed.finalize()
+    opened = EpisodeStore.open(path)
+    assert opened.splits.tolist() == ["train", "val", "train"] and opened.lengths.tolist() == [4, 3, 2]
+    assert opened.attrs["committed"] == {"episodes": 3, "rows": 9, "extra": {"steps": 7}}, "None keeps the totals"
+
+
+def test_create_is_all_or_nothing(tmp_path):
+    staging = tmp_path / ".d.creating"  # what a writer killed inside create leaves
+    (staging / "images").mkdir(parents=True)
+    (tmp_path / "d").mkdir()  # an empty folder is fine to write into
+    store = EpisodeStore.create(tmp_path / "d", 8, {"origin": "test"})
+    assert not staging.exists() and store.num_episodes == 0
+    assert store.attrs["committed"] == {"episodes": 0, "rows": 0, "extra": {}} and store.attrs["origin"] == "test"
+    with pytest.raises(WmlabError, match="rows"):
+        store.append_episode(_episode(np.random.default_rng(0), 3, 16), "train")  # 16 px frames, 8 px store
+
+
+def test_a_store_written_before_the_commit_record_still_opens(tmp_path):
+    rng = np.random.default_rng(3)
+    store = EpisodeStore.create(tmp_path / "d", 16, {})
+    for length, split in ((3, "train"), (6, "val")):
+        store.append_episode(_episode(rng, length), split)
+    store.finalize()
+    del store.group.attrs["committed"]
+    opened = EpisodeStore.open(tmp_path / "d")
+    assert opened.num_episodes == 2 and opened.lengths.tolist() == [3, 6] and opened.check() == []
+    assert opened.episode(1)["images"].shape == (6, 16, 16, 3)

@@ -130,3 +130,48 @@ def test_a_bad_environment_leaves_no_run_directory(tmp_path):
             show_progress=False,
         )
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_resumed_run_logs_on_the_uninterrupted_schedule_and_keeps_its_returns(tmp_path):
+    # resumed at 230, off the logging schedule: a schedule restarted there would log at 280, 330, ...
+    schedule = ["env.name=pendulum", "train.log_every=50", "train.checkpoint_every=70"]
+    straight = train_dreamer(_cfg("train.steps=430", *schedule), tmp_path / "a", show_progress=False)
+    train_dreamer(_cfg("train.steps=230", *schedule), tmp_path / "b", show_progress=False)
+    resumed = train_dreamer(_cfg("train.steps=430", *schedule), tmp_path / "b", show_progress=False)
+
+    def logged(run):
+        records = read_metrics(run / "metrics.jsonl")
+        return [r["step"] for r in records if "perf/env_steps_per_s" in r], records
+
+    steps_a, _ = logged(tmp_path / "a")
+    steps_b, records = logged(tmp_path / "b")
+    assert steps_a == [*range(50, 401, 50), 430]
+    assert steps_b == [50, 100, 150, 200, 230, *range(250, 401, 50), 430], "the first run's last step logs too"
+    returns = [r["episode/return"] for r in records if "episode/return" in r]
+    assert len(returns) == 2, "one 200-step episode before the resume at 230, one after it (the cut one is not logged)"
+    assert resumed["return_last10"] == np.mean(returns), "the last-10 return still counts the episode before"
+    assert records[-1]["episode/return_last10"] == np.mean(returns)
+    assert straight["episodes"] == 2 and resumed["episodes"] == 2
+
+
+def _plain_command(run, steps):
+    command = _command(run, steps)
+    command.remove("--no-progress")
+    return command
+
+
+def test_without_a_terminal_training_prints_plain_lines(tmp_path):
+    run = tmp_path / "plain"
+    out = tmp_path / "out.txt"
+    with open(out, "w") as f:  # stdout to a file, as under nohup or a cluster job
+        subprocess.run(_plain_command(run, 250), stdout=f, stderr=subprocess.STDOUT, check=True, timeout=300)
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("train dreamer: variant dreamer, pendulum (state), run ") and "fresh run" in lines[0]
+    progress = [line for line in lines if line.startswith("train pendulum: ")]
+    assert [line.split()[2] for line in progress] == ["50/250", "100/250", "150/250", "200/250", "250/250"]
+    assert all("steps/s" in line for line in progress) and "wm_loss" in progress[-1]
+    with open(out, "w") as f:
+        subprocess.run(_plain_command(run, 300), stdout=f, stderr=subprocess.STDOUT, check=True, timeout=300)
+    first = out.read_text().splitlines()[0]
+    assert "resumed from the checkpoint at 250 env steps (target 300)" in first
+    assert "1 episode(s) in progress there (after 50 steps) end unlogged" in first

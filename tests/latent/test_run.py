@@ -33,4 +33,4 @@ def test_train_latent_then_metrics_from_the_command_line(dataset, tmp_path):
     assert saved["variant"] == "la-vq" and saved["step"] == 30 and saved["rollout_mse"]["n"] == 10
     assert "swap_score" in result.output and "perplexity" in result.output
     result = runner.invoke(app, ["metrics", str(tmp_path / "nothing")])
-    assert "no checkpoint" in str(result.exception)
+    assert "is not a wmlab run directory" in str(result.exception)

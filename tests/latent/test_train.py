@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from tests.latent.conftest import SMALL
+from wmlab.cli import app
 from wmlab.config import build_config
 from wmlab.errors import WmlabError
 from wmlab.latent.train import LatentConfig, batch_indices, train_latent
@@ -39,6 +41,25 @@ def test_resumed_training_equals_uninterrupted_training(dataset, tmp_path):
         torch.testing.assert_close(a[key], b[key], msg=key)
 
 
+def test_a_run_resumed_off_the_logging_schedule_logs_what_an_uninterrupted_one_does(dataset, tmp_path):
+    train_latent(_cfg(dataset, "la", 40), tmp_path / "straight", show_progress=False)
+    train_latent(_cfg(dataset, "la", 25), tmp_path / "resumed", show_progress=False)  # logs every 10
+    train_latent(_cfg(dataset, "la", 40), tmp_path / "resumed", show_progress=False)
+
+    def train_records(run):
+        records = read_metrics(run / "metrics.jsonl")
+        return {
+            r["step"]: {k: v for k, v in r.items() if k.startswith("train/")}
+            for r in records
+            if "perf/steps_per_s" in r
+        }
+
+    straight, resumed = train_records(tmp_path / "straight"), train_records(tmp_path / "resumed")
+    assert list(straight) == [10, 20, 30, 40] and list(resumed) == [10, 20, 25, 30, 40]
+    for step in straight:  # step 30 averages steps 21-30, across the resume
+        assert resumed[step] == pytest.approx(straight[step], rel=1e-6), step
+
+
 def test_batches_are_seeded_epoch_permutations():
     first_epoch = np.concatenate([batch_indices(100, 10, s, seed=0) for s in range(10)])
     assert sorted(first_epoch) == list(range(100))
@@ -51,3 +72,14 @@ def test_a_missing_dataset_leaves_no_run_directory(tmp_path):
     with pytest.raises(WmlabError, match="no dataset"):
         train_latent(cfg, tmp_path / "run", show_progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_without_a_terminal_training_prints_a_start_line_and_one_line_per_log(dataset, tmp_path, capsys):
+    train_latent(_cfg(dataset, "la", 20), tmp_path / "run", show_progress=True)  # pytest's stdout is no terminal
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("train latent: variant la, data ") and lines[0].endswith("fresh run, 20 steps")
+    assert [line.split()[3] for line in lines[1:]] == ["10/20", "20/20"] and all("loss" in x for x in lines[1:])
+    train_latent(_cfg(dataset, "la", 30), tmp_path / "run", show_progress=True)
+    assert "resumed from the checkpoint at 20 steps (target 30)" in capsys.readouterr().out.splitlines()[0]
+    result = CliRunner().invoke(app, ["eval", str(tmp_path / "run")])
+    assert "is a latent run; this command needs a dreamer run" in str(result.exception)

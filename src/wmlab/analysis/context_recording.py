@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from wmlab.atomic import atomic_write
 from wmlab.envs.contexts import ContextSpace, context_space
 from wmlab.errors import WmlabError, unknown_name_error
-from wmlab.runs import progress_bar
+from wmlab.progress import progress_bar
 
 #: the contexts of the t-SNE maps (spec §10.3), gravity-like feature first
 TSNE_CONTEXTS: dict[str, list[tuple[float, float]]] = {

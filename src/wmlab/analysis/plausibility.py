@@ -27,7 +27,7 @@ from wmlab.analysis.plots import pyplot, save_figure
 from wmlab.atomic import atomic_write_text
 from wmlab.envs.contexts import context_space
 from wmlab.errors import WmlabError, unknown_name_error
-from wmlab.runs import progress_bar
+from wmlab.progress import progress_bar
 
 ENSEMBLES = ("fast", "paper")
 

@@ -15,12 +15,23 @@ app.add_typer(data_app, name="data")
 
 
 @data_app.command("info")
-def data_info_cmd(path: Path = typer.Argument(..., help="a dataset folder (episode store)")) -> None:
+def data_info_cmd(
+    path: Path = typer.Argument(..., help="a dataset folder (episode store)"),
+    check: bool = typer.Option(False, "--check", help="decode every chunk of every array and name damaged episodes"),
+) -> None:
     """Episodes per split, lengths, image size, action statistics, contact and block-moved fractions."""
     from wmlab.data.summary import summarize
-    from wmlab.data.trajectories import EpisodeStore
+    from wmlab.data.trajectories import EpisodeStore, damage_message
+    from wmlab.errors import WmlabError
+    from wmlab.progress import progress_bar
 
-    info = summarize(EpisodeStore.open(path))
+    store = EpisodeStore.open(path)
+    if check:
+        with progress_bar("check", store.num_chunks(), "chunks") as advance:
+            damages = store.check(advance)
+        if damages:
+            raise WmlabError(damage_message(store.path, damages, checked=True))
+    info = summarize(store)
     length, rel = info["length"], info["abs_rel_px"]
     console.print(f"[bold]{path}[/bold]  origin: {escape(str(info['origin']))}")
     console.print(
@@ -38,6 +49,8 @@ def data_info_cmd(path: Path = typer.Argument(..., help="a dataset folder (episo
         f"  block moved in {100 * info['block_moved_fraction']:.1f}% of episodes; agent-block contact in "
         + (f"{100 * contact:.1f}% of steps" if contact is not None else "(not recorded)")
     )
+    if check:
+        console.print(f"  check: all {store.num_chunks()} chunks decode")
 
 
 @data_app.command("show")
@@ -93,7 +106,7 @@ def collect_pusht_cmd(
     seed: int = typer.Option(0, help="episode i is generated from (seed, i) alone"),
     workers: int = typer.Option(1, help="worker processes"),
 ) -> None:
-    """PushT trajectories from a scripted, noisy, contact-rich pushing policy (spec §4.3)."""
+    """PushT trajectories from a scripted, noisy, contact-rich pushing policy."""
     from wmlab.data.collect import CollectConfig, collect_pusht
     from wmlab.data.summary import summarize
 

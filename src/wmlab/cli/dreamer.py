@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from wmlab.cli.app import app, console, parse_assignments, train_app
+from wmlab.cli.app import app, config_overrides, console, parse_assignments, train_app
 
 
 def _context_alias(override: str) -> str:
@@ -52,7 +52,12 @@ def train_dreamer_cmd(
         if value is not None:
             section, _, leaf = key.rpartition(".")
             (extra.setdefault(section, {}) if section else extra)[leaf] = value
-    overrides = [_context_alias(arg) for arg in ctx.args]
+    context_hint = (
+        "training contexts are chosen with --contexts; for one given context use "
+        "`--contexts specific env.context.gravity=4.0` (a key per feature; `wmlab envs` lists them)"
+    )
+    args = config_overrides(ctx.args, "wmlab train dreamer", {"--context": context_hint, "-c": context_hint})
+    overrides = [_context_alias(arg) for arg in args]
     cfg = build_config(DreamerConfig, "dreamer", preset, overrides=overrides, extra=extra)
     try:
         summary = train_dreamer(cfg, run, show_progress=progress)
@@ -115,7 +120,7 @@ def experts_cmd(
     from wmlab.eval.experts import build_expert_table, train_experts
 
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    train_experts(env, root, seed_list, preset, steps, ctx.args, subset=subset)
+    train_experts(env, root, seed_list, preset, steps, config_overrides(ctx.args, "wmlab experts"), subset=subset)
     table = build_expert_table(env, root, seed_list, episodes, workers, subset=subset)
     for context, expert, random in zip(table.contexts, table.expert, table.random):
         console.print(f"  {escape(json.dumps(context))}: expert {expert:.1f}, random {random:.1f}")

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from wmlab.cli.app import app, console, train_app
+from wmlab.cli.app import app, config_overrides, console, train_app
 
 
 @train_app.command("latent", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -38,7 +38,8 @@ def train_latent_cmd(
             extra.setdefault(section, {})[key] = value
     if seed is not None:
         extra["seed"] = seed
-    cfg = build_config(LatentConfig, "latent", preset, overrides=ctx.args, extra=extra)
+    overrides = config_overrides(ctx.args, "wmlab train latent")
+    cfg = build_config(LatentConfig, "latent", preset, overrides=overrides, extra=extra)
     summary = train_latent(cfg, run, show_progress=progress)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun only rank 0 reports

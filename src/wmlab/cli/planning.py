@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from wmlab.cli.app import app, console, train_app
+from wmlab.cli.app import app, config_overrides, console, train_app
 
 
 @train_app.command("decoder", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -24,7 +24,7 @@ def train_decoder_cmd(
     from wmlab.config import from_dict, merge, parse_overrides, to_dict
     from wmlab.latent.decoder import DecoderConfig, train_decoder
 
-    values = merge(to_dict(DecoderConfig()), parse_overrides(ctx.args))
+    values = merge(to_dict(DecoderConfig()), parse_overrides(config_overrides(ctx.args, "wmlab train decoder")))
     if train_pairs is not None:
         values["train_pairs"] = train_pairs
     if val_pairs is not None:
@@ -62,7 +62,7 @@ def plan_cmd(
         extra["evals"] = evals
     if seed is not None:
         extra["seed"] = seed
-    cfg = build_config(PlanConfig, "plan", preset, overrides=ctx.args, extra=extra)
+    cfg = build_config(PlanConfig, "plan", preset, overrides=config_overrides(ctx.args, "wmlab plan"), extra=extra)
     result = evaluate_planning(run, cfg, show_progress=progress)
     row, calibration = result["result"], result["calibration"]
     for name, r in (("planned", row), ("null plan", calibration["null"]), ("replay", calibration["replay"])):

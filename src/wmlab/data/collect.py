@@ -1,9 +1,9 @@
-"""Scripted, noisy, contact-rich PushT data (spec/latent_actions.md §4.3), written to an episode store.
+"""Scripted, noisy, contact-rich PushT data, written to an episode store.
 
 The policy picks a point on the T's outline, approaches it from outside along a direction close to the inward
 normal (going round the block via an offset corner when the straight path would cross it), pushes for a random
 length with noisy velocity, and sometimes wanders. Episode i depends on (seed, i) alone, so collection runs in
-worker processes, resumes where it stopped and reproduces the same data.
+worker processes, resumes after the last committed episode (even after SIGKILL) and reproduces the same data.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from wmlab.data.summary import block_moved
 from wmlab.data.trajectories import EpisodeStore
 from wmlab.envs.pusht_geometry import AGENT_RADIUS, agent_block_distance, block_vertices, sample_initial_state
 from wmlab.errors import WmlabError
-from wmlab.runs import progress_bar
+from wmlab.locks import exclusive_writer
+from wmlab.progress import progress_bar, say
 
 POLICY_VERSION = "noisy-push@1"
 TARGET_LOW, TARGET_HIGH = 15.0, 497.0  # PD targets stay inside the arena
@@ -95,7 +96,7 @@ class NoisyPushPolicy:
 
     def _push(self, state: np.ndarray) -> Iterator[np.ndarray]:
         rng = self.rng
-        # the nearest of three uniform contact points: shorter approaches make the data contact-rich (spec §4.3)
+        # the nearest of three uniform contact points: shorter approaches make the data contact-rich
         candidates = [self._contact_point(state) for _ in range(3)]
         point, normal = min(candidates, key=lambda c: np.linalg.norm(c[0] - state[:2]))
         angle = np.deg2rad(rng.uniform(-30, 30))
@@ -168,8 +169,13 @@ def split_of(config: CollectConfig) -> np.ndarray:
 
 
 def collect_pusht(config: CollectConfig, out: str | Path, workers: int = 1, show_progress: bool = True) -> EpisodeStore:
-    """Generate ``config.episodes`` episodes into ``out``; re-running the same command resumes."""
-    out = Path(out)
+    """Generate ``config.episodes`` episodes into ``out``; re-running the same command resumes. Another process
+    writing ``out`` at the same time is refused (:mod:`wmlab.locks`)."""
+    with exclusive_writer(out, "dataset"):
+        return _collect_pusht(config, Path(out), workers, show_progress)
+
+
+def _collect_pusht(config: CollectConfig, out: Path, workers: int, show_progress: bool) -> EpisodeStore:
     attrs = {
         "origin": f"generated:{POLICY_VERSION}",
         "collect": config.__dict__,
@@ -191,7 +197,15 @@ def collect_pusht(config: CollectConfig, out: str | Path, workers: int = 1, show
         store = EpisodeStore.create(out, config.image_size, attrs)
     splits = split_of(config)
     done = store.num_episodes
-    contacts, moved, steps = store.attrs.get("_contacts", 0), store.attrs.get("_moved", 0), int(store.lengths.sum())
+    say(
+        f"collect pusht: {config.episodes} episodes ({config.image_size} px, seed {config.seed}) into {out}: "
+        + (f"resuming after {done} committed episodes" if done else "fresh dataset"),
+        show_progress,
+    )
+    # running totals, committed with each episode (stores from before the commit record kept them in attrs)
+    totals = {"contacts": store.attrs.get("_contacts", 0), "moved": store.attrs.get("_moved", 0)}
+    totals |= store.committed["extra"]
+    contacts, moved, steps = int(totals["contacts"]), int(totals["moved"]), store.committed["rows"]
     tasks = [(config, i) for i in range(done, config.episodes)]
     pool = multiprocessing.get_context("forkserver").Pool(workers) if workers > 1 else None
     results = pool.imap(_generate, tasks) if pool else map(_generate, tasks)
@@ -199,10 +213,12 @@ def collect_pusht(config: CollectConfig, out: str | Path, workers: int = 1, show
         with progress_bar("collect pusht", config.episodes, "episodes", show_progress) as advance:
             advance(done)
             for (_, index), result in zip(tasks, results):
-                store.append_episode(result["episode"], str(splits[index]))
                 contacts, moved = contacts + result["contacts"], moved + int(result["moved"])
                 steps += len(result["episode"]["images"])
-                store.group.attrs.update({"_contacts": contacts, "_moved": moved})  # running totals for resume
+                # one commit for the episode and the totals: a kill cannot count an episode twice or not at all
+                store.append_episode(
+                    result["episode"], str(splits[index]), extra={"contacts": contacts, "moved": moved}
+                )
                 advance(1, contact=contacts / steps, moved=moved / store.num_episodes)
     finally:
         if pool:

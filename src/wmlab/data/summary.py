@@ -1,4 +1,4 @@
-"""What `wmlab data info` reports about an episode store (spec/latent_actions.md §4.3)."""
+"""What `wmlab data info` reports about an episode store."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ def summarize(store: EpisodeStore) -> dict[str, Any]:
     """Episodes per split, lengths, image size, valid-step action statistics (and their padded equivalent as the
     fork computed them), |rel| percentiles, block-moved fraction, and the collector's contact fraction if recorded."""
     lengths = store.lengths
-    rel = np.asarray(store.group["rel_actions"][:], np.float64)
-    states = np.asarray(store.group["states"][:], np.float64)
+    # read() turns an undecodable chunk into a WmlabError naming its file and episodes
+    rel = store.read("rel_actions").astype(np.float64)
+    states = store.read("states").astype(np.float64)
     ends = store.episode_ends
     starts = np.concatenate([[0], ends[:-1]])
     moved = [block_moved(states[s:e]) for s, e in zip(starts, ends)]

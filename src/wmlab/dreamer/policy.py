@@ -23,7 +23,8 @@ import torch
 from wmlab.dreamer.agent import DreamerAgent, resolve_device
 from wmlab.dreamer.config import DreamerConfig
 from wmlab.errors import WmlabError
-from wmlab.runs import Checkpointer, RunDir, progress_bar
+from wmlab.progress import progress_bar
+from wmlab.runs import Checkpointer, RunDir
 
 
 class DreamerPolicy:
@@ -75,6 +76,7 @@ class DreamerPolicy:
 def load_policy(run: str | Path, mode: str = "sample", device: str = "auto") -> DreamerPolicy:
     """The policy of the newest checkpoint of a Dreamer run directory."""
     run_dir = RunDir(run)
+    run_dir.require_kind("dreamer")
     cfg = run_dir.load_config(DreamerConfig)
     checkpoint = Checkpointer(run_dir.checkpoints_dir).load_latest(map_location="cpu")
     if checkpoint is None:

@@ -26,8 +26,13 @@ from wmlab.dreamer.policy import DreamerPolicy, evaluate
 from wmlab.dreamer.world_model import openloop_images
 from wmlab.envs import make, make_vector
 from wmlab.errors import WmlabError
+from wmlab.locks import exclusive_writer
 from wmlab.media import write_video
-from wmlab.runs import Checkpointer, MetricLogger, RunDir, open_run, progress_bar, seed_everything, truncate_metrics
+from wmlab.progress import progress_bar, say, start_line
+from wmlab.runs import Checkpointer, MetricLogger, RunDir, open_run, read_metrics, seed_everything, truncate_metrics
+
+#: metrics shown on the plain progress line printed at every logging step when stdout is not a terminal
+LINE_METRICS = {"wm/loss": "wm_loss", "ac/actor_loss": "actor_loss", "ac/critic_loss": "critic_loss"}
 
 
 def env_kwargs(cfg: DreamerConfig) -> dict[str, Any]:
@@ -93,20 +98,34 @@ class EpisodeTracker:
             self.returns[i], self.lengths[i] = 0.0, 0
 
 
-class MeanMetrics:
-    """Averages of scalar metrics since the last ``flush``."""
+@dataclass
+class Schedule:
+    """The env steps at which each periodic job last ran. Saved in checkpoints, so a resumed run logs, evaluates and
+    checkpoints at the same steps as an uninterrupted one."""
 
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
+    log: int = 0
+    checkpoint: int = 0
+    video: int = 0
+    eval: int = 0
+
+
+class MeanMetrics:
+    """Averages of scalar metrics since the last ``flush`` (``sums`` and ``counts`` are saved in checkpoints)."""
+
+    def __init__(self, sums: dict[str, float] | None = None, counts: dict[str, int] | None = None) -> None:
+        self.sums: dict[str, float] = dict(sums or {})
+        self.counts: dict[str, int] = dict(counts or {})
 
     def add(self, metrics: dict[str, float]) -> None:
         for key, value in metrics.items():
             self.sums[key] = self.sums.get(key, 0.0) + value
             self.counts[key] = self.counts.get(key, 0) + 1
 
+    def mean(self) -> dict[str, float]:
+        return {k: self.sums[k] / self.counts[k] for k in self.sums}
+
     def flush(self) -> dict[str, float]:
-        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        out = self.mean()
         self.sums, self.counts = {}, {}
         return out
 
@@ -125,7 +144,14 @@ def _replay_step(obs: dict[str, np.ndarray], action, prev_action, reward, is_fir
 
 
 def train_dreamer(cfg: DreamerConfig, run_path: str | Path, show_progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) a Dreamer run in ``run_path``. Returns the final counters and the last episode returns."""
+    """Train (or resume) a Dreamer run in ``run_path``. Returns the final counters and the last episode returns.
+
+    Another process training the same run folder at the same time is refused (:mod:`wmlab.locks`)."""
+    with exclusive_writer(run_path, "run"):
+        return _train_dreamer(cfg, run_path, show_progress)
+
+
+def _train_dreamer(cfg: DreamerConfig, run_path: str | Path, show_progress: bool) -> dict[str, Any]:
     # build one env first: a bad env name or context fails here, before a run directory exists that the corrected
     # command would then refuse as "a different config"
     make(cfg.env.name, seed=cfg.seed, **env_kwargs(cfg)).close()
@@ -142,6 +168,8 @@ def train_dreamer(cfg: DreamerConfig, run_path: str | Path, show_progress: bool 
     checkpointer = Checkpointer(run.checkpoints_dir)
     counters = Counters()
     checkpoint = checkpointer.load_latest() if resumed else None
+    # what an uninterrupted run would carry on with; checkpoints written before these were saved lack them
+    saved = checkpoint.get("logging", {}) if checkpoint is not None else {}
     if checkpoint is not None:
         agent.load_training_state(checkpoint["agent"])
         counters = Counters(**checkpoint["counters"])
@@ -156,7 +184,9 @@ def train_dreamer(cfg: DreamerConfig, run_path: str | Path, show_progress: bool 
         t.replay_chunk,
         steps_per_worker=replay_steps,
     )
+    logged_until = max((r.get("step", 0) for r in read_metrics(run.metrics_path)), default=0)
     truncate_metrics(run.metrics_path, counters.env_steps)
+    say(_start_line(run, cfg, resumed, checkpoint, counters, saved, logged_until), show_progress)
     logger = MetricLogger(run)
     if checkpoint is not None:  # fresh episodes after a resume, drawn from the resume point
         obs, _ = envs.reset(seed=int(np.random.SeedSequence([cfg.seed, counters.env_steps]).generate_state(1)[0]))
@@ -168,12 +198,13 @@ def train_dreamer(cfg: DreamerConfig, run_path: str | Path, show_progress: bool 
     prev_action = np.zeros((n, action_dim), np.float32)
     policy_state = agent.initial_policy_state(n)
     episodes = EpisodeTracker(n)
-    train_metrics = MeanMetrics()
-    last_log = last_ckpt = last_video = last_eval = counters.env_steps
+    train_metrics = MeanMetrics(*saved.get("train_metrics", (None, None)))
+    schedule = Schedule(**saved["schedule"]) if "schedule" in saved else Schedule(*[counters.env_steps] * 4)
     eval_env = None
     clock, clock_steps, clock_updates = time.perf_counter(), counters.env_steps, counters.updates
     throughput = (0.0, 0.0)  # env steps/s and updates/s of the last logging interval, for the progress bar
-    recent_returns: list[float] = []
+    recent_returns: list[float] = list(saved.get("recent_returns", []))
+    losses: dict[str, float] = {}  # the main losses of the latest logging step, for the plain progress line
 
     def save_checkpoint() -> None:
         replay.save()
@@ -185,6 +216,12 @@ def train_dreamer(cfg: DreamerConfig, run_path: str | Path, show_progress: bool 
                 "np_rng": np_rng.bit_generator.state,
                 "replay_steps": replay.steps_per_worker,
                 "config": to_dict(cfg),  # plain data: checkpoints stay readable when config classes evolve
+                "logging": {
+                    "schedule": vars(schedule).copy(),
+                    "recent_returns": list(recent_returns),
+                    "train_metrics": (dict(train_metrics.sums), dict(train_metrics.counts)),
+                    "episode_lengths": episodes.lengths.tolist(),  # episodes in progress, cut by a resume
+                },
             },
         )
 
@@ -235,9 +272,13 @@ def train_dreamer(cfg: DreamerConfig, run_path: str | Path, show_progress: bool 
                 logger.log(counters.env_steps, {"episode/return": ret, "episode/length": length})
             episodes.finished.clear()
 
-            if counters.env_steps - last_log >= t.log_every or counters.env_steps >= t.steps:
+            # the last step of a run always logs, off schedule: it leaves the schedule and the averages running, so
+            # a longer run resumed from here logs what an uninterrupted one would
+            on_schedule = counters.env_steps - schedule.log >= t.log_every
+            log_now = on_schedule or counters.env_steps >= t.steps
+            if log_now:
                 now = time.perf_counter()
-                record = train_metrics.flush()
+                record = train_metrics.flush() if on_schedule else train_metrics.mean()
                 record.update(
                     {
                         "perf/env_steps_per_s": (counters.env_steps - clock_steps) / (now - clock),
@@ -251,25 +292,27 @@ def train_dreamer(cfg: DreamerConfig, run_path: str | Path, show_progress: bool 
                     record["episode/return_last10"] = float(np.mean(recent_returns))
                 logger.log(counters.env_steps, record)
                 throughput = (round(record["perf/env_steps_per_s"], 1), round(record["perf/updates_per_s"], 2))
-                clock, clock_steps, clock_updates = now, counters.env_steps, counters.updates
-                last_log = counters.env_steps
-            if cfg.env.modality == "pixels" and counters.env_steps - last_video >= t.video_every and not prefill:
+                losses = {short: float(record[key]) for key, short in LINE_METRICS.items() if key in record}
+                if on_schedule:
+                    clock, clock_steps, clock_updates = now, counters.env_steps, counters.updates
+                    schedule.log = counters.env_steps
+            if cfg.env.modality == "pixels" and counters.env_steps - schedule.video >= t.video_every and not prefill:
                 _write_openloop_video(agent, replay, np_rng, run, counters.env_steps)
-                last_video = counters.env_steps
-            if t.eval_every and counters.env_steps - last_eval >= t.eval_every and not prefill:
+                schedule.video = counters.env_steps
+            if t.eval_every and counters.env_steps - schedule.eval >= t.eval_every and not prefill:
                 if eval_env is None:
                     eval_env = make(cfg.env.name, seed=cfg.seed, worker_index=n, **env_kwargs(cfg))
                     stack.callback(eval_env.close)
                 result = evaluate(DreamerPolicy(agent), eval_env, t.eval_episodes, seed=counters.env_steps)
                 logger.log(counters.env_steps, {"eval/return": result["mean"], "eval/return_std": result["std"]})
-                last_eval = counters.env_steps
-            if counters.env_steps - last_ckpt >= t.checkpoint_every:
+                schedule.eval = counters.env_steps
+            if counters.env_steps - schedule.checkpoint >= t.checkpoint_every:
+                schedule.checkpoint = counters.env_steps
                 save_checkpoint()
-                last_ckpt = counters.env_steps
             stats = {"upd": counters.updates, "steps/s": throughput[0], "upd/s": throughput[1]}
             if recent_returns:
                 stats["return10"] = float(np.mean(recent_returns))
-            update_bar(n, **stats)
+            update_bar(n, line=log_now, **stats, **(losses if log_now else {}))
             if t.stop_return is not None and len(recent_returns) == 10 and np.mean(recent_returns) >= t.stop_return:
                 break
         save_checkpoint()
@@ -280,6 +323,39 @@ def train_dreamer(cfg: DreamerConfig, run_path: str | Path, show_progress: bool 
         "return_last10": float(np.mean(recent_returns)) if recent_returns else None,
         "resumed": resumed,
     }
+
+
+def _start_line(
+    run: RunDir,
+    cfg: DreamerConfig,
+    resumed: bool,
+    checkpoint: dict[str, Any] | None,
+    counters: Counters,
+    saved: dict[str, Any],
+    logged_until: int,
+) -> str:
+    """The one line printed at start: the run, and for a resume exactly how it differs from an uninterrupted run."""
+    lengths = [int(x) for x in saved.get("episode_lengths", []) if x > 0]
+    notes = []
+    if lengths:
+        notes.append(
+            f"{len(lengths)} episode(s) in progress there (after {', '.join(map(str, lengths))} steps) end unlogged,"
+            " and the environments start new episodes"
+        )
+    elif not saved:
+        notes.append(
+            "this checkpoint predates saved log state: episodes in progress end unlogged, logging restarts here"
+        )
+    return start_line(
+        f"train dreamer: variant {cfg.variant}, {cfg.env.name} ({cfg.env.modality}), run {run.path}",
+        "env steps",
+        cfg.train.steps,
+        counters.env_steps if checkpoint is not None else None,
+        resumed,
+        logged_until,
+        "collected anew",
+        notes,
+    )
 
 
 def _write_openloop_video(

@@ -26,7 +26,7 @@ from wmlab.data.trajectories import EpisodeStore
 from wmlab.envs.pusht import PushT
 from wmlab.envs.pusht_success import state_errors, success_coverage, success_state
 from wmlab.errors import WmlabError
-from wmlab.runs import progress_bar
+from wmlab.progress import progress_bar
 
 
 @dataclass
@@ -84,8 +84,8 @@ def sample_targets(
     env = PushT(obs="both", image_size=store.image_size)
     rows: dict[str, list] = {k: [] for k in ("episodes", "offsets", "init_states", "goal_states", "actions")}
     frames: dict[str, list] = {"init_frames": [], "goal_frames": []}
-    rel = store.group["rel_actions"]
-    states = store.group["states"]
+    rel = store.read("rel_actions")  # the whole arrays: small, and a damaged chunk gives one clear error here
+    states = store.read("states")
     with progress_bar("replay goal segments", evals, "goals", show_progress) as bar:
         for _ in range(evals):
             while True:

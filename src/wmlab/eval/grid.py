@@ -18,7 +18,7 @@ import numpy as np
 
 from wmlab.envs import make
 from wmlab.errors import WmlabError
-from wmlab.runs import progress_bar
+from wmlab.progress import progress_bar
 
 
 @dataclass(frozen=True)

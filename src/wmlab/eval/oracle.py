@@ -27,7 +27,7 @@ from wmlab.envs.pusht_success import SUCCESS_ANGLE_RAD, SUCCESS_POS_PX, wrap_ang
 from wmlab.eval.goals import Targets, calibration_rows, execute, load_or_sample_targets, outcomes, summarize
 from wmlab.latent.decoder import denormalise_macro
 from wmlab.planning import BoxSpace, CEMConfig, make_planner
-from wmlab.runs import progress_bar
+from wmlab.progress import progress_bar
 
 
 def goal_distance(goal_state: np.ndarray, states: np.ndarray) -> np.ndarray:

@@ -46,7 +46,7 @@ from wmlab.planning import (
     make_planner,
     shift_warm_start,
 )
-from wmlab.runs import progress_bar
+from wmlab.progress import progress_bar, say
 
 #: planners each variant supports (spec §2); other pairs are user errors
 COMPATIBLE = {"action": ("cem", "mppi", "gd"), "la": ("cem", "mppi", "gd"), "la-vq": ("discrete-cem",)}
@@ -237,6 +237,11 @@ def evaluate_planning(run: str | Path, cfg: PlanConfig, show_progress: bool = Tr
     per_instance: dict[str, list] = {}
     curves, videos = [], []
     video_env = PushT(obs="both", image_size=store.image_size)
+    say(
+        f"plan: run {run} ({variant}, checkpoint at step {checkpoint['step']}), planner {cfg.planner}"
+        f"{' in MPC' if cfg.mpc else ' open loop'}, {len(targets)} goals in batches of {cfg.batch}",
+        show_progress,
+    )
     with progress_bar(f"plan {variant} ({cfg.planner})", len(targets), "goals", show_progress) as bar:
         for start in range(0, len(targets), cfg.batch):
             chunk = targets.subset(slice(start, start + cfg.batch))
@@ -247,7 +252,7 @@ def evaluate_planning(run: str | Path, cfg: PlanConfig, show_progress: bool = Tr
             curves.extend(record["curve"])
             for i in range(min(len(chunk), cfg.videos - len(videos))):
                 videos.append(_video(problem, video_env, chunk, record, i))
-            bar(len(chunk), success=float(np.mean(per_instance["success_state"])))
+            bar(len(chunk), line=True, success=float(np.mean(per_instance["success_state"])))
     video_env.close()
     arrays = {k: np.asarray(v) for k, v in per_instance.items()}
     row = summarize(arrays)

@@ -42,6 +42,7 @@ def evaluate_grid(
     from wmlab.dreamer.config import DreamerConfig
 
     run_dir = RunDir(run)
+    run_dir.require_kind("dreamer")
     cfg = run_dir.load_config(DreamerConfig)
     grid = context_space(cfg.env.name).evaluation_grid()
     records = evaluate_contexts(

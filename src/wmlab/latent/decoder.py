@@ -27,7 +27,8 @@ from wmlab.atomic import atomic_torch_save
 from wmlab.errors import WmlabError, unknown_name_error
 from wmlab.latent.decoder_pairs import RETRAIN, ensure_pairs, require_latent, world_model_fingerprint
 from wmlab.latent.run import load_latent
-from wmlab.runs import RunDir, progress_bar
+from wmlab.progress import progress_bar
+from wmlab.runs import RunDir
 
 ACTION_SCALE = 100.0  #: px per action unit; FeatureWindows divides rel_actions (px) by it before normalising
 FLAGS = ("use_e", "use_z", "use_delta")

@@ -31,7 +31,8 @@ from wmlab.atomic import atomic_write_text
 from wmlab.errors import WmlabError
 from wmlab.latent.train import collate, open_windows
 from wmlab.latent.world_model import LatentWorldModel
-from wmlab.runs import RunDir, progress_bar
+from wmlab.progress import progress_bar
+from wmlab.runs import RunDir
 
 RETRAIN = "train the decoder with `wmlab train decoder {run}`"
 

@@ -17,6 +17,7 @@ from wmlab.runs import Checkpointer, RunDir
 
 def load_latent(run: str | Path) -> tuple[LatentWorldModel, LatentConfig, dict[str, Any]]:
     """(model in eval mode, config, checkpoint) of the newest checkpoint of a latent run."""
+    RunDir(run).require_kind("latent")
     checkpoint = Checkpointer(RunDir(run).checkpoints_dir).load_latest()
     if checkpoint is None:
         raise WmlabError(f"{run} has no checkpoint; train it with `wmlab train latent --run {run}`")

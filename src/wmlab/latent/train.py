@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,16 +25,10 @@ from wmlab.data.trajectories import EpisodeStore
 from wmlab.errors import WmlabError
 from wmlab.latent.metrics import swap_score
 from wmlab.latent.world_model import LatentModelConfig, LatentWorldModel
+from wmlab.locks import exclusive_writer
 from wmlab.nn.vq import dead_code_rate, perplexity
-from wmlab.runs import (
-    Checkpointer,
-    MetricLogger,
-    RunDir,
-    open_run,
-    progress_bar,
-    seed_everything,
-    truncate_metrics,
-)
+from wmlab.progress import progress_bar, say, start_line
+from wmlab.runs import Checkpointer, MetricLogger, RunDir, open_run, read_metrics, seed_everything, truncate_metrics
 
 
 @dataclass
@@ -134,6 +128,14 @@ class TrainingDiagnostics:
         self.codes = quantizer.num_codes if quantizer is not None else 0
         self.history: list[torch.Tensor] = []  # per-batch code counts, newest last (at most 1000)
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to flag and count exactly as an uninterrupted one."""
+        return {"bad_in_a_row": self.bad_in_a_row, "history": torch.stack(self.history) if self.history else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.bad_in_a_row = int(state["bad_in_a_row"])
+        self.history = list(state["history"]) if state["history"] is not None else []
+
     @torch.no_grad()
     def observe(self, step: int, model: LatentWorldModel, batch: dict, parts: dict, logger: MetricLogger) -> None:
         if self.codes and "counts" in parts:
@@ -165,6 +167,29 @@ class TrainingDiagnostics:
             logger.log(step, record)
 
 
+def _start_line(
+    run: RunDir,
+    cfg: LatentConfig,
+    resumed: bool,
+    state: dict[str, Any] | None,
+    step: int,
+    saved: dict[str, Any],
+    logged_until: int,
+) -> str:
+    """The one line printed at start: the run, and for a resume exactly how it differs from an uninterrupted run."""
+    old = "this checkpoint predates saved log state: the first logged averages cover only steps after it"
+    return start_line(
+        f"train latent: variant {cfg.model.variant}, data {cfg.data.path} ({cfg.data.features}), run {run.path}",
+        "steps",
+        cfg.train.max_steps,
+        step if state is not None else None,
+        resumed,
+        logged_until,
+        "trained again on the same batches",
+        [] if saved or state is None else [old],
+    )
+
+
 def distributed() -> tuple[int, int]:
     """(rank, world size). Under ``torchrun`` (WORLD_SIZE > 1) the process group is created here: NCCL on GPUs,
     gloo on CPUs."""
@@ -187,8 +212,15 @@ def train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool = 
     """Train (or resume) a latent world model in ``run_path``; returns the final step and losses.
 
     Under ``torchrun --nproc_per_node=K`` every process takes a 1/K shard of each global batch and gradients are
-    averaged, which equals one process on the global batch; only rank 0 writes logs and checkpoints.
+    averaged, which equals one process on the global batch; only rank 0 writes logs and checkpoints. Another
+    process training the same run folder at the same time is refused (:mod:`wmlab.locks`).
     """
+    writer = os.environ.get("RANK", "0") == "0"  # the only process that writes the run folder
+    with exclusive_writer(run_path, "run") if writer else nullcontext():
+        return _train_latent(cfg, run_path, show_progress)
+
+
+def _train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool) -> dict[str, Any]:
     rank, world = distributed()
     t = cfg.train
     if t.batch_size % world:
@@ -219,9 +251,18 @@ def train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool = 
         for name, optimizer in optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
         step = state["step"]
+    # the logging window and diagnostics in progress at the checkpoint (absent from older checkpoints)
+    saved = state.get("logging", {}) if state is not None else {}
     if rank == 0:
+        logged_until = max((r.get("step", 0) for r in read_metrics(run.metrics_path)), default=0)
         truncate_metrics(run.metrics_path, step)
+        say(_start_line(run, cfg, resumed, state, step, saved, logged_until), show_progress)
     cache_meta = FeatureCache(Path(cfg.data.path) / "features" / cfg.data.features).meta
+    sums: dict[str, float] = dict(saved.get("sums", {}))
+    count = int(saved.get("count", 0))
+    diagnostics = TrainingDiagnostics(model)
+    if "diagnostics" in saved:
+        diagnostics.load_state_dict(saved["diagnostics"])
 
     def save(extra: dict | None = None) -> None:
         if rank != 0:
@@ -231,6 +272,7 @@ def train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool = 
             {
                 "model": model.state_dict(),
                 "step": step,
+                "logging": {"sums": dict(sums), "count": count, "diagnostics": diagnostics.state_dict()},
                 "config": to_dict(cfg),
                 "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
                 "statistics": {"action_mean": windows.action_mean.tolist(), "action_std": windows.action_std.tolist()},
@@ -247,8 +289,7 @@ def train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool = 
         title = f"train latent {cfg.model.variant}"
         bar = stack.enter_context(progress_bar(title, t.max_steps, "steps", show_progress and rank == 0))
         bar(step)
-        clock, clock_step, sums, count = time.perf_counter(), step, {}, 0
-        diagnostics = TrainingDiagnostics(model)
+        clock, clock_step = time.perf_counter(), step
         while step < t.max_steps:
             # contiguous shards: joined in rank order they are the global batch (the VQ re-seeds by position)
             shard = t.batch_size // world
@@ -267,18 +308,27 @@ def train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool = 
             for key, value in parts.items():
                 if value.dim() == 0:  # scalars; code counts feed the diagnostics
                     sums[key] = sums.get(key, 0.0) + float(value)
-            if step % t.log_every == 0 or step == t.max_steps:
+            # the last step always logs, off schedule: it keeps the running averages, so a longer run resumed from
+            # here logs what an uninterrupted one would
+            on_schedule = step % t.log_every == 0
+            log_now = on_schedule or step == t.max_steps
+            if log_now:
                 now = time.perf_counter()
                 metrics = {f"train/{k}": v / count for k, v in sums.items()}
                 metrics["perf/steps_per_s"] = (step - clock_step) / (now - clock)
                 if logger is not None:
                     logger.log(step, metrics)
-                clock, clock_step, sums, count = now, step, {}, 0
+                if on_schedule:
+                    clock, clock_step, count = now, step, 0
+                    sums.clear()
             if logger is not None:
                 diagnostics.observe(step, model, batch, parts, logger)
             if step % t.checkpoint_every == 0:
                 save()
-            bar(1, loss=float(parts["latent_pred_loss"]))
+            stats = {"loss": float(parts["latent_pred_loss"])}
+            if log_now:
+                stats["steps/s"] = round(metrics["perf/steps_per_s"], 2)
+            bar(1, line=log_now, **stats)
     extra = {}
     if cfg.model.variant != "action" and rank == 0:
         extra["latent_statistics"] = latent_action_statistics(model, windows, t.latent_stats_windows, device)
