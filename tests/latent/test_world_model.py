@@ -110,3 +110,43 @@ def test_evaluation_uses_the_schedule_at_the_trained_step():
     e, extras = model.conditioning(tokens, actions)
     assert float(extras["alpha"]) == 1.0, "a model trained past the warm-up is evaluated quantised"
     torch.testing.assert_close(e[:, :1], model.latent_actions.quantizer.lookup(extras["indices"]))
+
+
+@pytest.mark.parametrize("variant", ["action", "la-vq"])
+def test_a_bf16_step_keeps_float32_state_and_a_loss_close_to_float32(variant):
+    from wmlab.latent.train import LatentTrainConfig, make_optimizers, train_step
+
+    tokens, actions = torch.randn(8, 2, 4, 8), torch.randn(8, 2, 10)
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)  # the same initial weights (nn.Linear draws from the global generator)
+        model = _model(variant).train()
+        optimizers = make_optimizers(model, LatentTrainConfig())
+        parts = train_step(model, optimizers, {"tokens": tokens, "actions": actions}, 10, precision)
+        losses[precision] = parts["latent_pred_loss"]
+        assert parts["latent_pred_loss"].dtype == torch.float32
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        states = [s for o in optimizers.values() for s in o.state.values()]
+        assert states and all(v.dtype == torch.float32 for s in states for v in s.values() if v.is_floating_point())
+        if variant == "la-vq":
+            assert model.latent_actions.quantizer.codebook.dtype == torch.float32
+    assert losses["bf16"] != losses["fp32"], "bf16 autocast took effect"
+    torch.testing.assert_close(losses["bf16"], losses["fp32"], rtol=2e-2, atol=0)
+
+
+def test_bf16_rollouts_rank_candidates_as_float32_does():
+    from wmlab.planning import goal_mse
+
+    torch.manual_seed(0)
+    model = _model("action").eval()
+    start, goal = torch.randn(1, 1, 4, 8), torch.randn(1, 4, 8)
+    candidates = torch.randn(64, 3, 10, generator=torch.Generator().manual_seed(1))
+    costs = {}
+    for precision in ("fp32", "bf16"):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            predicted = model.rollout(start.expand(64, -1, -1, -1), model.action_encoder(candidates))
+        costs[precision] = goal_mse(predicted[None], goal, "last")[0]
+    assert costs["bf16"].dtype == torch.float32
+    torch.testing.assert_close(costs["bf16"], costs["fp32"], rtol=3e-2, atol=0)
+    best = costs["fp32"].topk(8, largest=False).indices
+    assert len(set(best.tolist()) & set(costs["bf16"].topk(8, largest=False).indices.tolist())) >= 6

@@ -67,6 +67,8 @@ class PlanConfig:
     stop_cost: Optional[float] = None  #: MPC: an instance stops once its planned cost is below this (model-only)
     videos: int = 4  #: instances with a video
     device: str = "auto"
+    #: bf16: autocast the rollouts inside the planner's cost (costs are compared in float32); fp32 plans exactly
+    precision: Literal["fp32", "bf16"] = "fp32"
     cem: CEMConfig = field(default_factory=CEMConfig)
     discrete_cem: DiscreteCEMConfig = field(default_factory=DiscreteCEMConfig)
     mppi: MPPIConfig = field(default_factory=MPPIConfig)
@@ -143,16 +145,21 @@ class LatentGoalProblem:
         """current (B, P, E), decision variables (B, H, ...) -> imagined tokens (B, H + 1, P, E)."""
         return self.model.rollout(current[:, None], self.conditioning(u))
 
-    def cost_function(self, current: torch.Tensor, goal: torch.Tensor, objective: str):
-        """The planners' cost: candidates (B, N, H, ...) -> goal MSE of the imagined frames (B, N) (spec §8.1)."""
+    def cost_function(self, current: torch.Tensor, goal: torch.Tensor, objective: str, precision: str = "fp32"):
+        """The planners' cost: candidates (B, N, H, ...) -> goal MSE of the imagined frames (B, N) (spec §8.1).
+
+        ``precision="bf16"`` autocasts the rollout; the distance to the goal is taken in float32."""
 
         def cost(candidates: torch.Tensor) -> torch.Tensor:
             batch, samples = candidates.shape[:2]
             flat = candidates.flatten(0, 1)
-            with torch.set_grad_enabled(candidates.requires_grad):
+            with (
+                torch.set_grad_enabled(candidates.requires_grad),
+                torch.autocast(current.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"),
+            ):
                 start = current.repeat_interleave(samples, 0)
                 predicted = self.rollout(start, flat).unflatten(0, (batch, samples))
-                return goal_mse(predicted, goal, objective)
+            return goal_mse(predicted, goal, objective)
 
         return cost
 
@@ -190,7 +197,8 @@ def result_name(cfg: PlanConfig) -> str:
     mode = f"mpc{cfg.max_iter}x{cfg.n_exec}" if cfg.mpc else "open"
     init = {"cem": cfg.cem.init, "mppi": cfg.mppi.init, "gd": cfg.gd.init}.get(cfg.planner)
     planner = cfg.planner if init in (None, "standard", "randn") else f"{cfg.planner}-{init}"
-    return f"{planner}-{mode}-seed{cfg.seed}-n{cfg.evals}"
+    precision = "" if cfg.precision == "fp32" else f"-{cfg.precision}"
+    return f"{planner}-{mode}-seed{cfg.seed}-n{cfg.evals}{precision}"
 
 
 def _states_to_frames(env: PushT, states: np.ndarray) -> np.ndarray:
@@ -304,7 +312,7 @@ def _plan_chunk(
     for _ in range(iterations):
         begin = time.perf_counter()
         result: PlanResult = planner.plan(
-            problem.cost_function(current, goal, cfg.objective), n, cfg.horizon, generator, warm
+            problem.cost_function(current, goal, cfg.objective, cfg.precision), n, cfg.horizon, generator, warm
         )
         px, imagined = problem.to_pixels(current, result.plan)
         seconds += (time.perf_counter() - begin) / n

@@ -127,7 +127,8 @@ class LatentActionHead(nn.Module):
             self.trained_steps.fill_(step)
         if self.quantizer is not None:
             alpha = two_phase_alpha(step, self.warmup, self.mix)
-            out = self.quantizer(real, alpha)
+            with torch.autocast(real.device.type, enabled=False):  # nearest codes and the EMA stay float32
+                out = self.quantizer(real.float(), alpha)
             real = out.quantized
             extras.update(commitment=out.loss, indices=out.indices, counts=out.counts, alpha=real.new_tensor(alpha))
         return torch.cat([real, real[:, -1:]], 1), extras

@@ -12,7 +12,7 @@ import time
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -50,6 +50,8 @@ class LatentTrainConfig:
     checkpoint_every: int = 2000
     latent_stats_windows: int = 50_000  #: train windows summarised into latent-action statistics at the end
     device: str = "auto"
+    #: bf16: autocast the forward pass's matrix products (loss, parameters and AdamW state stay float32)
+    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 @dataclass
@@ -60,7 +62,7 @@ class LatentConfig:
     train: LatentTrainConfig = field(default_factory=LatentTrainConfig)
 
 
-RESUMABLE_KEYS = ("train.max_steps", "train.log_every", "train.checkpoint_every", "train.device")
+RESUMABLE_KEYS = ("train.max_steps", "train.log_every", "train.checkpoint_every", "train.device", "train.precision")
 
 
 def open_windows(cfg: LatentConfig, split: str) -> FeatureWindows:
@@ -100,6 +102,29 @@ def make_optimizers(model: LatentWorldModel, t: LatentTrainConfig) -> dict[str, 
     else:
         conditioning = {"idm": adamw(model.latent_actions, t.lr_idm)}
     return {"predictor": adamw(model.predictor, t.lr_predictor), **conditioning}
+
+
+def train_step(
+    model: LatentWorldModel,
+    optimizers: dict[str, torch.optim.Optimizer],
+    batch: dict[str, torch.Tensor],
+    step: int,
+    precision: str = "fp32",
+    world: int = 1,
+) -> dict[str, torch.Tensor]:
+    """One update of every module group on a batch (tokens (B, h+1, P, E), actions (B, h+1, fs*2)); returns the
+    loss parts. ``precision="bf16"`` autocasts the forward pass; the loss is reduced in float32 and parameters,
+    gradients and optimiser state stay float32. Under data parallelism (``world`` > 1) gradients are averaged."""
+    with torch.autocast(batch["tokens"].device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        loss, parts = model.loss(batch["tokens"], batch["actions"], step)
+    for optimizer in optimizers.values():
+        optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if world > 1:
+        _average_gradients(model, world)
+    for optimizer in optimizers.values():
+        optimizer.step()
+    return parts
 
 
 @torch.no_grad()
@@ -295,14 +320,7 @@ def _train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool) 
             shard = t.batch_size // world
             indices = batch_indices(len(windows), t.batch_size, step, cfg.seed)[rank * shard : (rank + 1) * shard]
             batch = collate(windows, indices, device)
-            loss, parts = model.loss(batch["tokens"], batch["actions"], step)
-            for optimizer in optimizers.values():
-                optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if world > 1:
-                _average_gradients(model, world)
-            for optimizer in optimizers.values():
-                optimizer.step()
+            parts = train_step(model, optimizers, batch, step, t.precision, world)
             step += 1
             count += 1
             for key, value in parts.items():

@@ -125,7 +125,7 @@ class LatentWorldModel(nn.Module):
         h = self.cfg.history
         conditioning, extras = self.conditioning(tokens, actions, step)
         predicted = self.predict(tokens[:, :h], conditioning[:, :h])
-        prediction_loss = F.mse_loss(predicted, tokens[:, 1 : h + 1].detach())
+        prediction_loss = F.mse_loss(predicted.float(), tokens[:, 1 : h + 1].detach().float())  # fp32 under bf16
         total = prediction_loss + extras["commitment"]
         metrics = {
             "latent_pred_loss": prediction_loss.detach(),
