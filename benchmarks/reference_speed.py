@@ -489,7 +489,8 @@ def measures(args, ref_cfg: dict) -> list[dict]:
 def run(args) -> None:
     error = check_reference(args.reference)
     if error:
-        raise SystemExit(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2)
     commit = args.reference_commit or fork_commit(args.reference)
     logs = Path(tempfile.mkdtemp(prefix="reference_speed_"))
     load_before = os.getloadavg()
