@@ -73,7 +73,7 @@ def test_metrics_go_to_jsonl_and_tensorboard_and_truncate_on_resume(tmp_path):
     with open(run.metrics_path, "a") as f:
         f.write('{"step": 4, "lo')  # a line torn by a kill
     assert len(read_metrics(run.metrics_path)) == 3
-    truncate_metrics(run.metrics_path, after_step=2)
+    assert truncate_metrics(run.metrics_path, after_step=2) == 3, "the last step logged before the resume"
     assert [json.loads(line)["step"] for line in run.metrics_path.read_text().splitlines()] == [1, 2]
 
 

@@ -35,11 +35,16 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    fsync_path(path.parent)  # the rename itself reaches the disk
+
+
+def fsync_path(path: str | Path) -> None:
+    """Flush a file written through other means (a memory map, numpy's header writes), or a folder's entries."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 def remove_stale_temporaries(folder: str | Path, prefix: str = "") -> list[Path]:

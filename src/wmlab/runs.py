@@ -241,12 +241,17 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def truncate_metrics(path: str | Path, after_step: int) -> None:
-    """Drop records logged after ``after_step``: on resume they belong to work that was lost with the process."""
+def truncate_metrics(path: str | Path, after_step: int) -> int:
+    """Drop records logged after ``after_step``: on resume they belong to work that was lost with the process.
+    Returns the last step that was logged before (0 without records), for the resume line."""
     path = Path(path)
-    if path.exists():
-        kept = [r for r in read_metrics(path) if r.get("step", 0) <= after_step]
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    if not path.exists():
+        return 0
+    records = read_metrics(path)
+    kept = [r for r in records if r.get("step", 0) <= after_step]
+    # rewritten even when nothing is dropped: a line torn by a kill would swallow the next appended record
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    return max((r.get("step", 0) for r in records), default=0)
 
 
 def seed_everything(seed: int) -> tuple[np.random.Generator, Any]:

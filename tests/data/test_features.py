@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.data.episodes import random_store
 from wmlab.data.features import FeatureCache, FeatureWindows, encode_dataset
-from wmlab.data.trajectories import EpisodeStore
 from wmlab.errors import WmlabError
 
 
@@ -27,21 +27,7 @@ class BlockMeanEncoder:
 
 
 def _store(tmp_path, lengths=(12, 17, 9, 14)):
-    rng = np.random.default_rng(0)
-    store = EpisodeStore.create(tmp_path / "d", 16, {})
-    for i, n in enumerate(lengths):
-        store.append_episode(
-            {
-                "images": rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8),
-                "states": rng.normal(size=(n, 5)),
-                "velocities": rng.normal(size=(n, 2)),
-                "rel_actions": rng.normal(0, 20, (n, 2)),
-                "abs_actions": rng.normal(size=(n, 2)),
-            },
-            "val" if i == 3 else "train",
-        )
-    store.finalize()
-    return EpisodeStore.open(tmp_path / "d")
+    return random_store(tmp_path / "d", lengths, val=3)
 
 
 def test_cache_windows_equal_freshly_encoded_frames(tmp_path):

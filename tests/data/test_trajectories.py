@@ -1,24 +1,15 @@
 import numpy as np
 import pytest
 
+from tests.data.episodes import random_episode
 from wmlab.data.trajectories import EpisodeStore
 from wmlab.errors import WmlabError
-
-
-def _episode(rng, length, size=16):
-    return {
-        "images": rng.integers(0, 256, (length, size, size, 3), dtype=np.uint8),
-        "states": rng.normal(size=(length, 5)),
-        "velocities": rng.normal(size=(length, 2)),
-        "rel_actions": rng.normal(0, 20, (length, 2)),
-        "abs_actions": rng.uniform(0, 512, (length, 2)),
-    }
 
 
 def test_round_trip_statistics_over_valid_train_steps(tmp_path):
     rng = np.random.default_rng(0)
     store = EpisodeStore.create(tmp_path / "d", 16, {"origin": "test"})
-    episodes = [_episode(rng, n) for n in (4, 7, 5)]
+    episodes = [random_episode(rng, n) for n in (4, 7, 5)]
     for episode, split in zip(episodes, ("train", "val", "train")):
         store.append_episode(episode, split)
     store.finalize()
@@ -37,13 +28,13 @@ def test_round_trip_statistics_over_valid_train_steps(tmp_path):
 def test_incomplete_store_is_refused_and_resume_cuts_a_torn_episode(tmp_path):
     rng = np.random.default_rng(1)
     store = EpisodeStore.create(tmp_path / "d", 16, {})
-    store.append_episode(_episode(rng, 5), "train")
+    store.append_episode(random_episode(rng, 5), "train")
     store.group["images"].append(np.zeros((3, 16, 16, 3), np.uint8), axis=0)  # a writer killed mid-episode
     with pytest.raises(WmlabError, match="incomplete"):
         EpisodeStore.open(tmp_path / "d")
     resumed = EpisodeStore.resume(tmp_path / "d")
     assert resumed.group["images"].shape[0] == 5
-    resumed.append_episode(_episode(rng, 2), "val")
+    resumed.append_episode(random_episode(rng, 2), "val")
     resumed.finalize()
     assert EpisodeStore.open(tmp_path / "d").lengths.tolist() == [5, 2]
 
@@ -54,11 +45,11 @@ def test_bad_input_errors(tmp_path):
     store = EpisodeStore.create(tmp_path / "d", 8, {})
     with pytest.raises(WmlabError, match="already exists"):
         EpisodeStore.create(tmp_path / "d", 8, {})
-    bad = _episode(np.random.default_rng(0), 3, 8)
+    bad = random_episode(np.random.default_rng(0), 3, 8)
     bad["states"] = bad["states"][:2]
     with pytest.raises(WmlabError, match="equal"):
         store.append_episode(bad, "train")
-    store.append_episode(_episode(np.random.default_rng(0), 3, 8), "train")
+    store.append_episode(random_episode(np.random.default_rng(0), 3, 8), "train")
     store.finalize()
     store.group["states"].resize((2, 5))  # damaged after completion
     with pytest.raises(WmlabError, match="inconsistent"):
@@ -69,10 +60,10 @@ def test_rows_past_the_commit_record_are_invisible_and_resume_trims_every_array(
     rng = np.random.default_rng(2)
     path = tmp_path / "d"
     store = EpisodeStore.create(path, 16, {})
-    store.append_episode(_episode(rng, 4), "train", extra={"steps": 4})
-    store.append_episode(_episode(rng, 3), "val", extra={"steps": 7})
+    store.append_episode(random_episode(rng, 4), "train", extra={"steps": 4})
+    store.append_episode(random_episode(rng, 3), "val", extra={"steps": 7})
     # a writer killed just before committing a third episode: every array, split and episode_ends hold it
-    torn = _episode(rng, 5)
+    torn = random_episode(rng, 5)
     for name in ("images", "states", "velocities", "rel_actions", "abs_actions"):
         store._write(name, 7, np.asarray(torn[name], store.group[name].dtype))
     store._write("split", 2, np.array([1], np.int8))
@@ -88,7 +79,7 @@ def test_rows_past_the_commit_record_are_invisible_and_resume_trims_every_array(
     shapes = {name: resumed.group[name].shape[0] for name in ("images", "states", "split", "episode_ends")}
     assert shapes == {"images": 7, "states": 7, "split": 2, "episode_ends": 2}
     assert not any(p.exists() for p in leftovers)
-    resumed.append_episode(_episode(rng, 2), "train")
+    resumed.append_episode(random_episode(rng, 2), "train")
     resumed.finalize()
     opened = EpisodeStore.open(path)
     assert opened.splits.tolist() == ["train", "val", "train"] and opened.lengths.tolist() == [4, 3, 2]
@@ -103,14 +94,14 @@ def test_create_is_all_or_nothing(tmp_path):
     assert not staging.exists() and store.num_episodes == 0
     assert store.attrs["committed"] == {"episodes": 0, "rows": 0, "extra": {}} and store.attrs["origin"] == "test"
     with pytest.raises(WmlabError, match="rows"):
-        store.append_episode(_episode(np.random.default_rng(0), 3, 16), "train")  # 16 px frames, 8 px store
+        store.append_episode(random_episode(np.random.default_rng(0), 3, 16), "train")  # 16 px frames, 8 px store
 
 
 def test_a_store_written_before_the_commit_record_still_opens(tmp_path):
     rng = np.random.default_rng(3)
     store = EpisodeStore.create(tmp_path / "d", 16, {})
     for length, split in ((3, "train"), (6, "val")):
-        store.append_episode(_episode(rng, length), split)
+        store.append_episode(random_episode(rng, length), split)
     store.finalize()
     del store.group.attrs["committed"]
     opened = EpisodeStore.open(tmp_path / "d")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.data.episodes import random_episode
 from tests.faults.kill import KILLED, count_write_points, kill_at_write
 from wmlab.cli import main
 from wmlab.data import trajectories
@@ -27,15 +28,7 @@ ARRAYS = (*FIELDS, "episode_ends", "split")
 
 
 def _episode(index: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(index)
-    length = 3 + index
-    return {
-        "images": rng.integers(0, 256, (length, SIZE, SIZE, 3), dtype=np.uint8),
-        "states": rng.normal(size=(length, 5)),
-        "velocities": rng.normal(size=(length, 2)),
-        "rel_actions": rng.normal(0, 20, (length, 2)),
-        "abs_actions": rng.uniform(0, 512, (length, 2)),
-    }
+    return random_episode(np.random.default_rng(index), 3 + index, SIZE)
 
 
 def _store_writer(path: Path, episodes: int):

@@ -15,32 +15,18 @@ import time
 import numpy as np
 import pytest
 
+from tests.data.episodes import random_store
 from tests.data.test_features import DAMAGE, PROGRESS_DAMAGE, snapshot
 from tests.faults.kill import KILLED, count_write_points, kill_at_write
 from wmlab.data.features import FeatureCache, encode_dataset, encode_store
-from wmlab.data.trajectories import EpisodeStore
 from wmlab.encoders import make_encoder
 from wmlab.errors import WmlabError
 
 FILES = ["meta.json", "progress.json", "tokens.npy"]
 
 
-def _store(path, lengths, image_size=8):
-    rng = np.random.default_rng(0)
-    store = EpisodeStore.create(path, image_size, {})
-    for i, n in enumerate(lengths):
-        store.append_episode(
-            {
-                "images": rng.integers(0, 256, (n, image_size, image_size, 3), dtype=np.uint8),
-                "states": rng.normal(size=(n, 5)),
-                "velocities": rng.normal(size=(n, 2)),
-                "rel_actions": rng.normal(0, 20, (n, 2)),
-                "abs_actions": rng.normal(size=(n, 2)),
-            },
-            "val" if i == 0 else "train",
-        )
-    store.finalize()
-    return EpisodeStore.open(path)
+def _store(path, lengths):
+    return random_store(path, lengths, image_size=8)
 
 
 def _encoder(store):

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wmlab.atomic import atomic_write_text, remove_stale_temporaries
+from wmlab.atomic import atomic_write_text, fsync_path, remove_stale_temporaries
 from wmlab.data.trajectories import EpisodeStore
 from wmlab.encoders.pooling import pool_tokens
 from wmlab.errors import WmlabError
@@ -137,14 +136,6 @@ def _check_tokens(path: Path, shape: tuple[int, ...]) -> None:
         raise _damaged(path, f"{size} bytes where the array needs {expected}: the file was cut or extended")
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class FeatureCache:
     """The cached tokens of one encoder configuration for one dataset: the folder ``<dataset>/features/<name>``."""
 
@@ -186,7 +177,7 @@ def _create(folder: Path, meta: dict[str, Any], shape: tuple[int, ...]) -> np.me
     folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(folder)
     tokens = np.lib.format.open_memmap(folder / TOKENS, mode="w+", dtype=np.float16, shape=shape)
-    _fsync(folder / TOKENS)  # its header went through plain writes: on disk before meta.json vouches for the file
+    fsync_path(folder / TOKENS)  # its header went through plain writes: on disk before meta.json vouches for the file
     atomic_write_text(folder / PROGRESS, json.dumps({"frames": 0}))  # a leftover count must not survive into meta
     atomic_write_text(folder / META, json.dumps(meta))
     return tokens

@@ -29,7 +29,7 @@ from wmlab.errors import WmlabError
 from wmlab.locks import exclusive_writer
 from wmlab.media import write_video
 from wmlab.progress import progress_bar, say, start_line
-from wmlab.runs import Checkpointer, MetricLogger, RunDir, open_run, read_metrics, seed_everything, truncate_metrics
+from wmlab.runs import Checkpointer, MetricLogger, RunDir, open_run, seed_everything, truncate_metrics
 
 #: metrics shown on the plain progress line printed at every logging step when stdout is not a terminal
 LINE_METRICS = {"wm/loss": "wm_loss", "ac/actor_loss": "actor_loss", "ac/critic_loss": "critic_loss"}
@@ -184,8 +184,7 @@ def _train_dreamer(cfg: DreamerConfig, run_path: str | Path, show_progress: bool
         t.replay_chunk,
         steps_per_worker=replay_steps,
     )
-    logged_until = max((r.get("step", 0) for r in read_metrics(run.metrics_path)), default=0)
-    truncate_metrics(run.metrics_path, counters.env_steps)
+    logged_until = truncate_metrics(run.metrics_path, counters.env_steps)
     say(_start_line(run, cfg, resumed, checkpoint, counters, saved, logged_until), show_progress)
     logger = MetricLogger(run)
     if checkpoint is not None:  # fresh episodes after a resume, drawn from the resume point

@@ -146,7 +146,7 @@ class LatentGoalProblem:
         return self.model.rollout(current[:, None], self.conditioning(u))
 
     def cost_function(self, current: torch.Tensor, goal: torch.Tensor, objective: str, precision: str = "fp32"):
-        """The planners' cost: candidates (B, N, H, ...) -> goal MSE of the imagined frames (B, N) (spec §8.1).
+        """The planners' cost: candidates (B, N, H, ...) -> goal MSE of the imagined frames (B, N) (``goal_mse``).
 
         ``precision="bf16"`` autocasts the rollout; the distance to the goal is taken in float32."""
 

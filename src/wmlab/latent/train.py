@@ -28,7 +28,7 @@ from wmlab.latent.world_model import LatentModelConfig, LatentWorldModel
 from wmlab.locks import exclusive_writer
 from wmlab.nn.vq import dead_code_rate, perplexity
 from wmlab.progress import progress_bar, say, start_line
-from wmlab.runs import Checkpointer, MetricLogger, RunDir, open_run, read_metrics, seed_everything, truncate_metrics
+from wmlab.runs import Checkpointer, MetricLogger, RunDir, open_run, seed_everything, truncate_metrics
 
 
 @dataclass
@@ -279,8 +279,7 @@ def _train_latent(cfg: LatentConfig, run_path: str | Path, show_progress: bool) 
     # the logging window and diagnostics in progress at the checkpoint (absent from older checkpoints)
     saved = state.get("logging", {}) if state is not None else {}
     if rank == 0:
-        logged_until = max((r.get("step", 0) for r in read_metrics(run.metrics_path)), default=0)
-        truncate_metrics(run.metrics_path, step)
+        logged_until = truncate_metrics(run.metrics_path, step)
         say(_start_line(run, cfg, resumed, state, step, saved, logged_until), show_progress)
     cache_meta = FeatureCache(Path(cfg.data.path) / "features" / cfg.data.features).meta
     sums: dict[str, float] = dict(saved.get("sums", {}))
